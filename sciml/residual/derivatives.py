@@ -12,9 +12,9 @@ built from it can be back-propagated.
 
 Two strategies (small objects passed by keyword, ``engine=...``):
 
-* :class:`Reverse` — reverse mode: one ``autograd.grad`` call per derivative
-  *order* and output column (all first derivatives come from one call, second
-  derivatives from one call per first-derivative name). The default: on CPU it
+* :class:`Reverse` — reverse mode: one ``autograd.grad`` call per (parent
+  derivative, output column): all first derivatives come from one call, all
+  second derivatives of one first derivative from one more. The default: on CPU it
   is the fastest (see ``benchmarks/residual.py``).
 * :class:`Forward` — forward mode through ``torch.func.jvp`` with the tangent
   directions batched by ``torch.func.vmap``; higher orders by nesting. The
@@ -61,23 +61,29 @@ class Reverse:
         names = sorted({n for idx in wrt for n in idx})
         leaves = {k: (v.detach().requires_grad_(True) if k in names else v) for k, v in points.items()}
         y = _as_2d(fn(leaves))
-        out: dict[Index, torch.Tensor] = {(): y}
         cache: dict[Index, torch.Tensor] = {(): y}
-
-        def get(idx: Index) -> torch.Tensor:
-            # d^|idx| y / d idx, built from the derivative of idx[:-1] (sorted canonical order)
-            if idx in cache:
-                return cache[idx]
-            parent = get(idx[:-1])
-            cols = []
-            for c in range(parent.shape[-1]):
-                g = torch.autograd.grad(parent[:, c].sum(), leaves[idx[-1]], create_graph=True, allow_unused=True)[0]
-                cols.append(torch.zeros_like(leaves[idx[-1]]) if g is None else g)
-            cache[idx] = torch.stack(cols, dim=-1)
-            return cache[idx]
-
-        for idx in wrt:
-            out[idx] = get(tuple(sorted(idx)))
+        wanted = [tuple(sorted(idx)) for idx in wrt]
+        # every prefix of every wanted index must be built; group by parent so that all
+        # derivatives of one parent column come from a single autograd.grad call
+        needed = sorted({idx[:k] for idx in wanted for k in range(1, len(idx) + 1)}, key=len)
+        for order in range(1, 4):
+            level = [idx for idx in needed if len(idx) == order]
+            by_parent: dict[Index, list[str]] = {}
+            for idx in level:
+                by_parent.setdefault(idx[:-1], []).append(idx[-1])
+            for parent, nxt in by_parent.items():
+                py = cache[parent]
+                cols: dict[str, list[torch.Tensor]] = {n: [] for n in nxt}
+                for c in range(py.shape[-1]):
+                    grads = torch.autograd.grad(py[:, c].sum(), [leaves[n] for n in nxt],
+                                                create_graph=True, allow_unused=True)
+                    for n, g in zip(nxt, grads):
+                        cols[n].append(torch.zeros_like(leaves[n]) if g is None else g)
+                for n in nxt:
+                    cache[parent + (n,)] = torch.stack(cols[n], dim=-1)
+        out: dict[Index, torch.Tensor] = {(): y}
+        for idx, key in zip(wrt, wanted):
+            out[idx] = cache[key]
         return out
 
 

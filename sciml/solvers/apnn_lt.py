@@ -1,0 +1,315 @@
+"""Learned solvers for linear transport: plain PINN, APNN micro–macro, APNN even–odd.
+
+All three share the problem data (:class:`~sciml.physics.LinearTransportProblem`),
+the domain samplers, the residual engine and the trainer; they differ only in
+the unknowns and the residual terms. Every velocity average comes from ONE
+batched evaluation over (points x quadrature nodes)
+(:class:`~sciml.residual.QuadratureProduct`).
+
+Formulations (Jin, Ma, Wu, "Asymptotic-preserving neural networks for
+multiscale time-dependent linear transport equations", arXiv 2111.02541):
+
+* :class:`PINN` — one network ``f(t,x,v)``, residual of the equation multiplied by
+  ``eps``: ``eps^2 f_t + eps v f_x - (<f> - f)``. As ``eps -> 0`` this loss only asks
+  ``f = <f>`` and forgets the diffusion limit: it is *not* asymptotic preserving.
+* :class:`MicroMacro` — ``f = rho + eps g`` with ``<g> = 0`` exactly (the network's
+  quadrature mean is subtracted): ``rho_t + <v g_x> = 0`` and
+  ``eps^2 g_t + eps (v g_x - <v g_x>) + v rho_x + g = 0``.
+* :class:`EvenOdd` — parity ``r = (f(v)+f(-v))/2``, ``j = (f(v)-f(-v))/(2 eps)`` with
+  ``r`` exactly even and ``j`` exactly odd in ``v``:
+  ``eps^2 (r_t + v j_x) - (rho - r) = 0``, ``eps^2 j_t + v r_x + j = 0``, the
+  conservation law ``rho_t + <v j_x> = 0`` and the constraint ``rho = <r>``.
+  Because of the exact parity every residual at ``-v`` equals (up to sign) the one
+  at ``v``, so only the ``v > 0`` quadrature nodes are evaluated (half the work,
+  same loss). ``rho = t exp(-N)`` when the initial density is zero.
+
+Boundary data act on the incoming half (``f = g`` for ``v > 0`` at the left wall,
+``v < 0`` at the right wall); initial data on ``f(0, x, v) = f0``. Each term is a
+mean square; the total is ``sum_k w_k * term_k``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..domain import Box, Interval, Uniform
+from ..nn import Even, Identity, Odd, TimesExp, build_field
+from ..physics.linear_transport import Inflow, LinearTransportProblem, Periodic
+from ..residual import QuadratureProduct, derivatives
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    arch: str = "mlp"
+    width: int = 128
+    depth: int = 4
+    act: str = "tanh"
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    interior: int = 512     # (t, x) points; each is paired with every quadrature node
+    boundary: int = 128     # t points per wall
+    initial: int = 128      # x points on t = 0
+
+
+def _ms(r: torch.Tensor) -> torch.Tensor:
+    return r.pow(2).mean()
+
+
+class LTFormulation(nn.Module):
+    """Shared machinery: sampling, boundary/initial data, density on a grid."""
+
+    default_weights: dict[str, float] = {}
+
+    def __init__(self, problem: LinearTransportProblem, *, net: NetSpec = NetSpec(), points: PointSpec = PointSpec(),
+                 weights: dict[str, float] | None = None, sampler=Uniform(), engine=None):
+        super().__init__()
+        self.problem = problem
+        self.points = points
+        self.sampler = sampler
+        self.engine = engine
+        self.weights = {**self.default_weights, **(weights or {})}
+        unknown = set(self.weights) - set(self.default_weights)
+        if unknown:
+            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; allowed: {sorted(self.default_weights)}")
+        self.eps = float(problem.eps)
+        self.tx = problem.domain
+        self.vint = problem.velocity_interval
+        self.build(net)
+
+    # -- subclasses -------------------------------------------------------------------
+    def build(self, net: NetSpec) -> None:
+        raise NotImplementedError
+
+    def residuals(self, batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def density(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    def sample(self, generator: torch.Generator) -> dict:
+        p = self.points
+        box = self.tx
+        batch = {"interior": self.sampler.sample(box, p.interior, generator),
+                 "initial": self.sampler.sample(box.slice(t=box["t"].lo), p.initial, generator)}
+        batch["left"] = self.sampler.sample(box.face("x", "lo"), p.boundary, generator)
+        if self.problem.periodic:
+            right = dict(batch["left"])
+            right["x"] = torch.full_like(right["x"], box["x"].hi)
+            batch["right"] = right
+        else:
+            batch["right"] = self.sampler.sample(box.face("x", "hi"), p.boundary, generator)
+        return batch
+
+    def loss(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Weighted loss terms for the trainer (points resampled every call)."""
+        terms = self.residuals(self.sample(generator))
+        return {k: self.weights[k] * v for k, v in terms.items()}
+
+    def _data(self, fn, dtype, device, **cols):
+        out = fn(**cols)
+        shape = torch.broadcast_shapes(*[c.shape for c in cols.values()])
+        return torch.broadcast_to(torch.as_tensor(out, dtype=dtype, device=device), shape)
+
+    def _incoming(self, side: str, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        bc = self.problem.left if side == "left" else self.problem.right
+        assert isinstance(bc, Inflow)
+        return self._data(bc, t.dtype, t.device, t=t, v=v)
+
+    def _f0(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return self._data(self.problem.f0, x.dtype, x.device, x=x, v=v)
+
+    @torch.no_grad()
+    def density_grid(self, t: torch.Tensor, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """Density on the tensor grid ``t x x`` -> ``(n_t, n_x)``."""
+        tt, xx = torch.meshgrid(t, x, indexing="ij")
+        tt, xx = tt.reshape(-1), xx.reshape(-1)
+        out = [self.density(tt[i:i + chunk], xx[i:i + chunk]) for i in range(0, tt.numel(), chunk)]
+        return torch.cat(out).reshape(len(t), len(x))
+
+    def _kinetic_boundary(self, f_of, batch, qp_left, qp_right, v_left, v_right):
+        """Mean-square mismatch of the incoming (or periodic) boundary data.
+
+        ``f_of(qp, vsign)`` returns f on the product of wall points and ``|v|`` nodes,
+        evaluated at velocity ``vsign*|v|``."""
+        if self.problem.periodic:
+            return _ms(f_of(qp_left, +1) - f_of(qp_right, +1)) + _ms(f_of(qp_left, -1) - f_of(qp_right, -1))
+        tl = qp_left.inputs["t"].unsqueeze(-1)
+        tr = qp_right.inputs["t"].unsqueeze(-1)
+        gl = self._incoming("left", tl, v_left.unsqueeze(-1))
+        gr = self._incoming("right", tr, -v_right.unsqueeze(-1))
+        return 0.5 * (_ms(f_of(qp_left, +1) - gl) + _ms(f_of(qp_right, -1) - gr))
+
+
+class EvenOdd(LTFormulation):
+    """Even–odd parity APNN (see module doc)."""
+
+    default_weights = {"kinetic_r": 1.0, "kinetic_j": 1.0, "conservation": 1.0, "constraint": 1.0,
+                       "boundary": 10.0, "initial": 10.0}
+
+    def build(self, net: NetSpec) -> None:
+        kw = dict(arch=net.arch, width=net.width, depth=net.depth, act=net.act)
+        phase = self.tx.intervals + (self.vint,)
+        rho_out = TimesExp("t", self.tx["t"].lo) if self.problem.zero_initial_density else Identity()
+        self.rho = build_field(self.tx.intervals, output=rho_out, **kw)
+        self.r = build_field(phase, parity=Even(self.vint.name), **kw)
+        self.j = build_field(phase, parity=Odd(self.vint.name), **kw)
+        self.vpos = self.problem.velocity.positive()
+
+    def residuals(self, batch):
+        eps, e2 = self.eps, self.eps**2
+        wrt = [("t",), ("x",)]
+        qp = QuadratureProduct(batch["interior"], self.vpos)
+        inp = qp.inputs
+        dr = derivatives(self.r, inp, wrt, engine=self.engine)
+        dj = derivatives(self.j, inp, wrt, engine=self.engine)
+        drho = derivatives(self.rho, batch["interior"], [("t",)], engine=self.engine)
+        v = inp["v"].unsqueeze(-1)
+        rho = drho[()]
+        rho_m = rho.repeat_interleave(qp.m, dim=0)
+        r, j = dr[()], dj[()]
+        res_r = e2 * (dr[("t",)] + v * dj[("x",)]) - (rho_m - r)
+        res_j = e2 * dj[("t",)] + v * dr[("x",)] + j
+        cons = drho[("t",)] + qp.mean(v * dj[("x",)])
+        constraint = rho - qp.mean(r)
+        terms = {"kinetic_r": _ms(res_r), "kinetic_j": _ms(res_j), "conservation": _ms(cons),
+                 "constraint": _ms(constraint)}
+
+        # boundary: f(v) = r + eps j, f(-v) = r - eps j with v > 0 nodes
+        def f_of(qp_w, sign):
+            pts = qp_w.inputs
+            return self.r(pts) + sign * eps * self.j(pts)
+
+        qpl = QuadratureProduct(batch["left"], self.vpos)
+        qpr = QuadratureProduct(batch["right"], self.vpos)
+        terms["boundary"] = self._kinetic_boundary(f_of, batch, qpl, qpr, qpl.inputs["v"], qpr.inputs["v"])
+        # initial: f(0, x, +-v) = f0(x, +-v)
+        qpi = QuadratureProduct(batch["initial"], self.vpos)
+        pts = qpi.inputs
+        r0, j0 = self.r(pts), self.j(pts)
+        x, vv = pts["x"].unsqueeze(-1), pts["v"].unsqueeze(-1)
+        ic = 0.5 * (_ms(r0 + eps * j0 - self._f0(x, vv)) + _ms(r0 - eps * j0 - self._f0(x, -vv)))
+        if not self.problem.zero_initial_density:
+            xi = batch["initial"]["x"]
+            ic = ic + _ms(self.rho(batch["initial"]).squeeze(-1) - self.problem.initial_density(xi))
+        terms["initial"] = ic
+        return terms
+
+    def density(self, t, x):
+        return self.rho({"t": t, "x": x}).squeeze(-1)
+
+
+class MicroMacro(LTFormulation):
+    """Micro–macro APNN: ``f = rho + eps g``, ``<g> = 0`` exactly (see module doc)."""
+
+    default_weights = {"macro": 1.0, "micro": 1.0, "boundary": 10.0, "initial": 10.0}
+
+    def build(self, net: NetSpec) -> None:
+        kw = dict(arch=net.arch, width=net.width, depth=net.depth, act=net.act)
+        phase = self.tx.intervals + (self.vint,)
+        rho_out = TimesExp("t", self.tx["t"].lo) if self.problem.zero_initial_density else Identity()
+        self.rho = build_field(self.tx.intervals, output=rho_out, **kw)
+        self.g_raw = build_field(phase, **kw)
+        self.vel = self.problem.velocity
+
+    def _g(self, qp: QuadratureProduct, values: torch.Tensor) -> torch.Tensor:
+        """Subtract the quadrature mean over velocity: ``<g> = 0`` to round-off."""
+        s = qp.split(values)
+        return (s - qp.mean(s).unsqueeze(1)).reshape(values.shape)
+
+    def residuals(self, batch):
+        eps, e2 = self.eps, self.eps**2
+        wrt = [("t",), ("x",)]
+        qp = QuadratureProduct(batch["interior"], self.vel)
+        inp = qp.inputs
+        dg = derivatives(self.g_raw, inp, wrt, engine=self.engine)
+        g, g_t, g_x = (self._g(qp, dg[k]) for k in [(), ("t",), ("x",)])
+        drho = derivatives(self.rho, batch["interior"], wrt, engine=self.engine)
+        v = inp["v"].unsqueeze(-1)
+        vgx_mean = qp.mean(v * g_x)
+        macro = drho[("t",)] + vgx_mean
+        micro = e2 * g_t + eps * (v * g_x - vgx_mean.repeat_interleave(qp.m, 0)) \
+            + v * drho[("x",)].repeat_interleave(qp.m, 0) + g
+        terms = {"macro": _ms(macro), "micro": _ms(micro)}
+
+        def f_full(qp_w):
+            pts = qp_w.inputs
+            rho = self.rho(qp_w.points).repeat_interleave(qp_w.m, 0)
+            return qp_w.split(rho + eps * self._g(qp_w, self.g_raw(pts))).squeeze(-1)  # (N, M)
+
+        vnodes = self.vel.nodes(self.device, inp["v"].dtype)
+        pos, neg = vnodes > 0, vnodes < 0
+        qpl = QuadratureProduct(batch["left"], self.vel)
+        qpr = QuadratureProduct(batch["right"], self.vel)
+        fl, fr = f_full(qpl), f_full(qpr)
+        if self.problem.periodic:
+            terms["boundary"] = _ms(fl - fr)
+        else:
+            tl = batch["left"]["t"].unsqueeze(-1)
+            tr = batch["right"]["t"].unsqueeze(-1)
+            gl = self._incoming("left", tl, vnodes[pos].unsqueeze(0))
+            gr = self._incoming("right", tr, vnodes[neg].unsqueeze(0))
+            terms["boundary"] = 0.5 * (_ms(fl[:, pos] - gl) + _ms(fr[:, neg] - gr))
+        qpi = QuadratureProduct(batch["initial"], self.vel)
+        f0 = self._f0(batch["initial"]["x"].unsqueeze(-1), vnodes.unsqueeze(0))
+        ic = _ms(f_full(qpi) - f0)
+        if not self.problem.zero_initial_density:
+            xi = batch["initial"]["x"]
+            ic = ic + _ms(self.rho(batch["initial"]).squeeze(-1) - self.problem.initial_density(xi))
+        terms["initial"] = ic
+        return terms
+
+    def density(self, t, x):
+        return self.rho({"t": t, "x": x}).squeeze(-1)
+
+
+class PINN(LTFormulation):
+    """Plain PINN baseline on ``f`` (not asymptotic preserving; see module doc)."""
+
+    default_weights = {"residual": 1.0, "boundary": 10.0, "initial": 10.0}
+
+    def build(self, net: NetSpec) -> None:
+        kw = dict(arch=net.arch, width=net.width, depth=net.depth, act=net.act)
+        self.f = build_field(self.tx.intervals + (self.vint,), **kw)
+        self.vel = self.problem.velocity
+
+    def residuals(self, batch):
+        eps, e2 = self.eps, self.eps**2
+        qp = QuadratureProduct(batch["interior"], self.vel)
+        inp = qp.inputs
+        df = derivatives(self.f, inp, [("t",), ("x",)], engine=self.engine)
+        v = inp["v"].unsqueeze(-1)
+        mean_f = qp.mean(df[()]).repeat_interleave(qp.m, 0)
+        res = e2 * df[("t",)] + eps * v * df[("x",)] - (mean_f - df[()])
+        terms = {"residual": _ms(res)}
+        vnodes = self.vel.nodes(self.device, inp["v"].dtype)
+        pos, neg = vnodes > 0, vnodes < 0
+        qpl = QuadratureProduct(batch["left"], self.vel)
+        qpr = QuadratureProduct(batch["right"], self.vel)
+        fl = qpl.split(self.f(qpl.inputs)).squeeze(-1)
+        fr = qpr.split(self.f(qpr.inputs)).squeeze(-1)
+        if self.problem.periodic:
+            terms["boundary"] = _ms(fl - fr)
+        else:
+            gl = self._incoming("left", batch["left"]["t"].unsqueeze(-1), vnodes[pos].unsqueeze(0))
+            gr = self._incoming("right", batch["right"]["t"].unsqueeze(-1), vnodes[neg].unsqueeze(0))
+            terms["boundary"] = 0.5 * (_ms(fl[:, pos] - gl) + _ms(fr[:, neg] - gr))
+        qpi = QuadratureProduct(batch["initial"], self.vel)
+        f0 = self._f0(batch["initial"]["x"].unsqueeze(-1), vnodes.unsqueeze(0))
+        terms["initial"] = _ms(qpi.split(self.f(qpi.inputs)).squeeze(-1) - f0)
+        return terms
+
+    def density(self, t, x):
+        qp = QuadratureProduct({"t": t, "x": x}, self.vel)
+        return qp.mean(self.f(qp.inputs)).squeeze(-1)
+
+
+FORMULATIONS = {"pinn": PINN, "micro_macro": MicroMacro, "even_odd": EvenOdd}
