@@ -1,0 +1,72 @@
+"""Figures drawn with matplotlib's object API (no pyplot state, no backend switch at
+import): each function returns the path of the PNG it wrote."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def profiles(path, x: np.ndarray, t: Sequence[float], ours: np.ndarray, *, reference: np.ndarray | None = None,
+             x_ref: np.ndarray | None = None, label: str = "ours", ref_label: str = "reference",
+             ylabel: str = r"$\rho$", title: str = "") -> Path:
+    """Profiles ``ours[i]`` (shape ``(n_t, n_x)``) at each time ``t[i]``, with the
+    reference as markers when given."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    colors = [f"C{i % 10}" for i in range(len(t))]
+    for i, ti in enumerate(t):
+        ax.plot(x, ours[i], color=colors[i], lw=1.8, label=f"{label}, t={ti:g}")
+        if reference is not None:
+            xr = x if x_ref is None else x_ref
+            step = max(1, len(xr) // 25)
+            ax.plot(xr[::step], reference[i][::step], "o", mfc="none", color=colors[i], ms=5,
+                    label=f"{ref_label}, t={ti:g}")
+    ax.set_xlabel("x")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def training_curves(path, steps: np.ndarray, loss: np.ndarray, terms: Mapping[str, np.ndarray] | None = None,
+                    title: str = "training") -> Path:
+    """Total loss and each term against the step (log scale)."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    ax.semilogy(steps, loss, color="k", lw=2, label="total")
+    for name, vals in (terms or {}).items():
+        ax.semilogy(steps, vals, lw=1, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def error_bars(path, labels: Sequence[str], ours: Sequence[float], published: Sequence[float | None],
+               title: str = "relative L2 error") -> Path:
+    """Ours against published errors, side by side (log scale)."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    idx = np.arange(len(labels))
+    ax.bar(idx - 0.2, ours, width=0.4, label="ours")
+    pub = [np.nan if p is None else p for p in published]
+    ax.bar(idx + 0.2, pub, width=0.4, label="published")
+    ax.set_xticks(idx, labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    return _save(fig, path)
