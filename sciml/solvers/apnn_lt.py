@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..domain import Box, Interval, Uniform
-from ..nn import Even, Identity, Odd, TimesExp, build_field
+from ..nn import Even, Exp, Identity, Odd, TimesExp, build_field
 from ..physics.linear_transport import Inflow, LinearTransportProblem, Periodic
 from ..residual import QuadratureProduct, derivatives
 
@@ -55,6 +55,10 @@ class PointSpec:
     initial: int = 128      # x points on t = 0
 
 
+def _kw(spec: NetSpec) -> dict:
+    return dict(arch=spec.arch, width=spec.width, depth=spec.depth, act=spec.act)
+
+
 def _ms(r: torch.Tensor) -> torch.Tensor:
     return r.pow(2).mean()
 
@@ -64,25 +68,34 @@ class LTFormulation(nn.Module):
 
     default_weights: dict[str, float] = {}
 
-    def __init__(self, problem: LinearTransportProblem, *, net: NetSpec = NetSpec(), points: PointSpec = PointSpec(),
-                 weights: dict[str, float] | None = None, sampler=Uniform(), engine=None):
+    def __init__(self, problem: LinearTransportProblem, *, net: NetSpec = NetSpec(), rho_net: NetSpec | None = None,
+                 points: PointSpec = PointSpec(), weights: dict[str, float] | None = None, sampler=Uniform(),
+                 engine=None, positive: bool = False):
         super().__init__()
         self.problem = problem
         self.points = points
         self.sampler = sampler
         self.engine = engine
-        self.weights = {**self.default_weights, **(weights or {})}
-        unknown = set(self.weights) - set(self.default_weights)
+        unknown = set(weights or {}) - set(self.default_weights)
         if unknown:
             raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; allowed: {sorted(self.default_weights)}")
+        self.weights = {**self.default_weights, **(weights or {})}
         self.eps = float(problem.eps)
         self.tx = problem.domain
         self.vint = problem.velocity_interval
-        self.build(net)
+        self.positive = positive
+        self.build(net, rho_net or net)
 
     # -- subclasses -------------------------------------------------------------------
-    def build(self, net: NetSpec) -> None:
+    def build(self, net: NetSpec, rho_net: NetSpec) -> None:
         raise NotImplementedError
+
+    def _rho_field(self, spec: NetSpec):
+        if self.problem.zero_initial_density:
+            out = TimesExp("t", self.tx["t"].lo)
+        else:
+            out = Exp() if self.positive else Identity()
+        return build_field(self.tx.intervals, output=out, **_kw(spec))
 
     def residuals(self, batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -152,16 +165,17 @@ class LTFormulation(nn.Module):
 class EvenOdd(LTFormulation):
     """Even–odd parity APNN (see module doc)."""
 
+    # weights of the authors' code (wukekever/apnns, parity/parity.yaml): residuals 1,
+    # boundary 10, initial f 10, initial rho 1
     default_weights = {"kinetic_r": 1.0, "kinetic_j": 1.0, "conservation": 1.0, "constraint": 1.0,
-                       "boundary": 10.0, "initial": 10.0}
+                       "boundary": 10.0, "initial": 10.0, "initial_rho": 1.0}
 
-    def build(self, net: NetSpec) -> None:
-        kw = dict(arch=net.arch, width=net.width, depth=net.depth, act=net.act)
+    def build(self, net: NetSpec, rho_net: NetSpec) -> None:
         phase = self.tx.intervals + (self.vint,)
-        rho_out = TimesExp("t", self.tx["t"].lo) if self.problem.zero_initial_density else Identity()
-        self.rho = build_field(self.tx.intervals, output=rho_out, **kw)
-        self.r = build_field(phase, parity=Even(self.vint.name), **kw)
-        self.j = build_field(phase, parity=Odd(self.vint.name), **kw)
+        self.rho = self._rho_field(rho_net)
+        self.r = build_field(phase, parity=Even(self.vint.name), output=Exp() if self.positive else Identity(),
+                             **_kw(net))
+        self.j = build_field(phase, parity=Odd(self.vint.name), **_kw(net))
         self.vpos = self.problem.velocity.positive()
 
     def residuals(self, batch):
@@ -196,11 +210,10 @@ class EvenOdd(LTFormulation):
         pts = qpi.inputs
         r0, j0 = self.r(pts), self.j(pts)
         x, vv = pts["x"].unsqueeze(-1), pts["v"].unsqueeze(-1)
-        ic = 0.5 * (_ms(r0 + eps * j0 - self._f0(x, vv)) + _ms(r0 - eps * j0 - self._f0(x, -vv)))
+        terms["initial"] = 0.5 * (_ms(r0 + eps * j0 - self._f0(x, vv)) + _ms(r0 - eps * j0 - self._f0(x, -vv)))
         if not self.problem.zero_initial_density:
             xi = batch["initial"]["x"]
-            ic = ic + _ms(self.rho(batch["initial"]).squeeze(-1) - self.problem.initial_density(xi))
-        terms["initial"] = ic
+            terms["initial_rho"] = _ms(self.rho(batch["initial"]).squeeze(-1) - self.problem.initial_density(xi))
         return terms
 
     def density(self, t, x):
@@ -212,12 +225,9 @@ class MicroMacro(LTFormulation):
 
     default_weights = {"macro": 1.0, "micro": 1.0, "boundary": 10.0, "initial": 10.0}
 
-    def build(self, net: NetSpec) -> None:
-        kw = dict(arch=net.arch, width=net.width, depth=net.depth, act=net.act)
-        phase = self.tx.intervals + (self.vint,)
-        rho_out = TimesExp("t", self.tx["t"].lo) if self.problem.zero_initial_density else Identity()
-        self.rho = build_field(self.tx.intervals, output=rho_out, **kw)
-        self.g_raw = build_field(phase, **kw)
+    def build(self, net: NetSpec, rho_net: NetSpec) -> None:
+        self.rho = self._rho_field(rho_net)
+        self.g_raw = build_field(self.tx.intervals + (self.vint,), **_kw(net))
         self.vel = self.problem.velocity
 
     def _g(self, qp: QuadratureProduct, values: torch.Tensor) -> torch.Tensor:
@@ -276,9 +286,9 @@ class PINN(LTFormulation):
 
     default_weights = {"residual": 1.0, "boundary": 10.0, "initial": 10.0}
 
-    def build(self, net: NetSpec) -> None:
-        kw = dict(arch=net.arch, width=net.width, depth=net.depth, act=net.act)
-        self.f = build_field(self.tx.intervals + (self.vint,), **kw)
+    def build(self, net: NetSpec, rho_net: NetSpec) -> None:
+        self.f = build_field(self.tx.intervals + (self.vint,), output=Exp() if self.positive else Identity(),
+                             **_kw(net))
         self.vel = self.problem.velocity
 
     def residuals(self, batch):

@@ -1,0 +1,183 @@
+"""The typed configuration of a run: a problem file plus a solver preset.
+
+A problem file (``problems/<family>/<name>.yaml``) has the sections ``problem``
+(the equation and its data), ``reference`` (published reference data, optional),
+``output`` (where fields are reported) and ``solver`` (the name of a preset in
+``solvers/``, or a mapping ``{preset: NAME, ...overrides}``, or a full solver
+mapping with ``kind``). :func:`sciml.config.load_run` resolves the preset,
+applies ``--set`` overrides and builds these objects, rejecting anything unknown
+with the key path and what is allowed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+from .schema import option
+
+
+def _interval(v) -> Optional[str]:
+    if len(v) != 2 or not v[1] > v[0]:
+        return f"expected [lo, hi] with hi > lo, got {list(v)}"
+    return None
+
+
+def _sorted_positive(v) -> Optional[str]:
+    if len(v) == 0:
+        return "expected at least one time"
+    if any(b <= a for a, b in zip(v, v[1:])):
+        return f"times must be strictly increasing, got {list(v)}"
+    return None
+
+
+# ---- problem -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InflowBC:
+    kind: Literal["inflow"]
+    f: str = option("0", doc="incoming distribution g(t, v), an expression in t and v")
+
+
+@dataclass(frozen=True)
+class DirichletBC:
+    kind: Literal["dirichlet"]
+    rho: str = option("0", doc="wall density rho_b(t): isotropic incoming f = rho_b (the Dirichlet "
+                                "value of the diffusion limit), an expression in t")
+
+
+@dataclass(frozen=True)
+class PeriodicBC:
+    kind: Literal["periodic"]
+
+
+BoundarySpec = Union[InflowBC, DirichletBC, PeriodicBC]
+
+
+@dataclass(frozen=True)
+class Boundaries:
+    left: BoundarySpec = option(doc="boundary at the left wall x = x[0]")
+    right: BoundarySpec = option(doc="boundary at the right wall x = x[1]")
+
+
+@dataclass(frozen=True)
+class Initial:
+    f: str = option("0", doc="initial distribution f0(x, v), an expression in x and v")
+    rho: Optional[str] = option(None, doc="initial density rho0(x); default <f0>")
+
+
+@dataclass(frozen=True)
+class LinearTransportSpec:
+    equation: Literal["linear_transport"]
+    name: str = option(doc="problem name (used in titles and file names)")
+    eps: float = option(doc="Knudsen number eps", min=1e-12, max=1e3)
+    t: tuple[float, float] = option(doc="time interval [t0, t_end]", check=_interval)
+    x: tuple[float, float] = option((0.0, 1.0), doc="space interval [a, b]", check=_interval)
+    velocity_nodes: int = option(30, doc="Gauss-Legendre nodes on v in [-1, 1] (even)", min=2, max=4096,
+                                 check=lambda n: None if n % 2 == 0 else f"must be even, got {n}")
+    initial: Initial = option(Initial(), doc="initial data")
+    boundary: Boundaries = option(doc="boundary conditions")
+
+
+ProblemSpec = LinearTransportSpec
+
+
+# ---- reference data and output -----------------------------------------------------------
+@dataclass(frozen=True)
+class ReferenceSpec:
+    data: Optional[str] = option(None, doc="published reference density (.npz with macro_frames [, t, x]), "
+                                           "path relative to the problem file")
+    source: str = option("", doc="where the reference data comes from")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    times: Optional[list[float]] = option(None, doc="output times (default: 5 equally spaced up to t_end)",
+                                          check=lambda v: None if v is None else _sorted_positive(v))
+    nx: int = option(100, doc="number of cell centres in x for the output grid", min=2, max=100000)
+
+
+# ---- solvers --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NetworkSpec:
+    arch: Literal["mlp", "resnet"] = option("mlp", doc="network architecture")
+    width: int = option(128, doc="hidden units per layer", min=1, max=65536)
+    depth: int = option(4, doc="hidden layers (mlp) or residual blocks (resnet)", min=1, max=256)
+    activation: Literal["tanh", "swish", "silu", "sin", "gelu"] = option("tanh", doc="activation")
+
+
+@dataclass(frozen=True)
+class PointsSpec:
+    interior: int = option(512, doc="interior (t, x) points per step; each pairs with every velocity node",
+                           min=1, max=10_000_000)
+    boundary: int = option(128, doc="points per wall per step", min=1, max=10_000_000)
+    initial: int = option(128, doc="points on t = t0 per step", min=1, max=10_000_000)
+    sampler: Literal["uniform", "sobol"] = option("uniform", doc="how points are drawn (fresh every step)")
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    kind: Literal["step"]
+    every: int = option(5000, doc="steps between decays", min=1)
+    gamma: float = option(0.5, doc="decay factor", min=0.0, max=1.0, min_exclusive=True)
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    kind: Literal["cosine"]
+    final_factor: float = option(0.0, doc="final lr / initial lr", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class ConstantSchedule:
+    kind: Literal["constant"]
+
+
+ScheduleSpec = Union[StepSchedule, CosineSchedule, ConstantSchedule]
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    steps: int = option(20000, doc="Adam steps", min=0, max=100_000_000)
+    lr: float = option(1e-3, doc="initial learning rate", min=0.0, min_exclusive=True, max=10.0)
+    schedule: ScheduleSpec = option(ConstantSchedule("constant"), doc="learning-rate schedule")
+    lbfgs_steps: int = option(0, doc="L-BFGS steps after Adam (fixed batch)", min=0)
+    grad_clip: Optional[float] = option(None, doc="clip the gradient norm", min=0.0, min_exclusive=True)
+    seed: int = option(0, doc="random seed", min=0)
+    checkpoint_every: int = option(1000, doc="steps between checkpoints (0: only at the end)", min=0)
+    log_every: int = option(100, doc="steps between metric lines", min=1)
+    max_retries: int = option(3, doc="NaN/Inf rollbacks before giving up", min=0, max=100)
+
+
+@dataclass(frozen=True)
+class APNNSolverSpec:
+    kind: Literal["apnn"]
+    formulation: Literal["even_odd", "micro_macro", "pinn"] = option(
+        "even_odd", doc="even_odd / micro_macro: asymptotic preserving; pinn: the plain baseline")
+    network: NetworkSpec = option(NetworkSpec(), doc="the network of every unknown")
+    points: PointsSpec = option(PointsSpec(), doc="collocation points")
+    weights: dict[str, float] = option(field(default_factory=dict), doc="loss weights by term name")
+    engine: Literal["reverse", "forward"] = option("reverse", doc="derivative engine")
+    training: TrainingSpec = option(TrainingSpec(), doc="optimisation")
+    dtype: Literal["float32", "float64"] = option("float32", doc="floating point type")
+    device: str = option("auto", doc="auto, cpu, cuda or cuda:N",
+                         check=lambda d: None if d in ("auto", "cpu", "cuda") or d.startswith("cuda:")
+                         else f"expected auto, cpu, cuda or cuda:N, got {d!r}")
+
+
+@dataclass(frozen=True)
+class ReferenceSolverSpec:
+    kind: Literal["reference"]
+    nx: int = option(400, doc="cells", min=4, max=1_000_000)
+    nv: int = option(32, doc="Gauss-Legendre velocities (even)", min=2, max=4096,
+                     check=lambda n: None if n % 2 == 0 else f"must be even, got {n}")
+    dt: Optional[float] = option(None, doc="time step (default: automatic)", min=0.0, min_exclusive=True)
+
+
+SolverSpec = Union[APNNSolverSpec, ReferenceSolverSpec]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    problem: ProblemSpec = option(doc="the equation and its data")
+    solver: SolverSpec = option(doc="the solver (resolved from a preset in solvers/)")
+    reference: ReferenceSpec = option(ReferenceSpec(), doc="reference data")
+    output: OutputSpec = option(OutputSpec(), doc="output grid")

@@ -1,0 +1,75 @@
+"""What every solver returns: a :class:`Solution` (fields on their grids, metrics,
+reference, training history, the resolved config) that can save itself."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io import write_result
+
+
+def rel_l2(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Relative L2 error ``||pred - ref|| / ||ref||`` (discrete, equal weights)."""
+    pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if pred.shape != ref.shape:
+        raise ValueError(f"shape mismatch: prediction {pred.shape} vs reference {ref.shape}")
+    den = np.linalg.norm(ref)
+    return float(np.linalg.norm(pred - ref) / (den if den > 0 else 1.0))
+
+
+@dataclass
+class Solution:
+    solver: str
+    grid: dict[str, np.ndarray]
+    fields: dict[str, np.ndarray]
+    dims: dict[str, tuple[str, ...]]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, np.ndarray] = field(default_factory=dict)
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+    config_text: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.fields[name]
+
+    def save(self, out_dir: str | Path, *, figures: bool = True) -> Path:
+        """Write ``out_dir/result.h5`` (and ``out_dir/figures/*.png``)."""
+        out = Path(out_dir)
+        path = write_result(out / "result.h5", grid=self.grid, fields=self.fields, dims=self.dims,
+                            metrics=self.metrics, reference=self.reference, history=self.history,
+                            attrs={"config": self.config_text, "solver": self.solver, **self.meta})
+        if figures:
+            self.figures = self.draw(out / "figures")
+        return path
+
+    def draw(self, fig_dir: str | Path) -> list[Path]:
+        from ..plot import profiles, training_curves
+
+        fig_dir = Path(fig_dir)
+        paths = []
+        if "rho" in self.fields and {"t", "x"} <= set(self.grid):
+            t, x = self.grid["t"], self.grid["x"]
+            ref = self.reference.get("rho")
+            if ref is not None and ref.shape != self.fields["rho"].shape:
+                ref = None
+            title = f"{self.meta.get('problem', '')} ({self.solver})"
+            if "rel_l2_rho" in self.metrics:
+                title += f", rel. L2 = {self.metrics['rel_l2_rho']:.2e}"
+            paths.append(profiles(fig_dir / "density.png", x, list(t), self.fields["rho"], reference=ref,
+                                  label=self.solver, title=title))
+        if "step" in self.history and "loss" in self.history:
+            terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
+            paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms))
+        return paths
+
+    def summary(self) -> str:
+        lines = [f"solver: {self.solver}   problem: {self.meta.get('problem', '?')}"]
+        for k, v in self.fields.items():
+            lines.append(f"  field {k}: shape {tuple(v.shape)} on {', '.join(self.dims.get(k, ()))}")
+        for k, v in self.metrics.items():
+            lines.append(f"  {k}: {v:.4e}" if isinstance(v, float) else f"  {k}: {v}")
+        return "\n".join(lines)
