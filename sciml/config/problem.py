@@ -150,9 +150,15 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class APNNSolverSpec:
     kind: Literal["apnn"]
+    velocity_nodes: Optional[int] = option(None, doc="Gauss-Legendre nodes on [-1, 1] replacing the problem's "
+                                                     "(even; even_odd evaluates only the positive half)", min=2,
+                                           max=4096, check=lambda n: None if n is None or n % 2 == 0
+                                           else f"must be even, got {n}")
     formulation: Literal["even_odd", "micro_macro", "pinn"] = option(
         "even_odd", doc="even_odd / micro_macro: asymptotic preserving; pinn: the plain baseline")
-    network: NetworkSpec = option(NetworkSpec(), doc="the network of every unknown")
+    network: NetworkSpec = option(NetworkSpec(), doc="network of the kinetic unknowns (r and j, g, or f)")
+    density_network: Optional[NetworkSpec] = option(None, doc="network of the density rho (default: as network)")
+    positive: bool = option(False, doc="positive transforms (exp) for the unknowns known to be >= 0")
     points: PointsSpec = option(PointsSpec(), doc="collocation points")
     weights: dict[str, float] = option(field(default_factory=dict), doc="loss weights by term name")
     engine: Literal["reverse", "forward"] = option("reverse", doc="derivative engine")

@@ -1,0 +1,153 @@
+"""Python entry point: ``sciml.solve(config_or_path, ...)``.
+
+The configuration is loaded and validated first (nothing is written before it
+is valid); then plain objects are built from it here, at the top — the physics
+problem, the solver, the output grid, the reference — and passed down.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .config import load_run
+from .config.expr import Expression
+from .config.problem import (APNNSolverSpec, ConstantSchedule, CosineSchedule, DirichletBC, InflowBC,
+                             LinearTransportSpec, PeriodicBC, ReferenceSolverSpec, StepSchedule)
+from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
+from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
+from .residual import ENGINES
+from .solvers.apnn import APNNSolver
+from .solvers.apnn_lt import NetSpec, PointSpec
+from .solvers.base import Solution
+from .solvers.compare import DensityReference, density_metrics
+from .solvers.reference import ReferenceSolver
+from .train import TrainConfig
+from .train import Constant, Cosine, StepDecay
+
+
+# ---- problems ------------------------------------------------------------------------------
+def _lt_boundary(spec):
+    if isinstance(spec, InflowBC):
+        return Inflow(Expression(spec.f, ("t", "v")))
+    if isinstance(spec, DirichletBC):
+        return Inflow(Expression(spec.rho, ("t", "v")))
+    return Periodic()
+
+
+def _is_zero(expr: Expression) -> bool:
+    if not expr.is_constant:
+        return False
+    return float(np.asarray(expr(x=np.zeros(1), v=np.zeros(1), t=np.zeros(1))).reshape(-1)[0]) == 0.0
+
+
+def build_linear_transport(spec: LinearTransportSpec) -> LinearTransportProblem:
+    f0 = Expression(spec.initial.f, ("x", "v"))
+    rho0 = Expression(spec.initial.rho, ("x",)) if spec.initial.rho is not None else None
+    zero = _is_zero(rho0) if rho0 is not None else _is_zero(f0)
+    return LinearTransportProblem(
+        eps=spec.eps, domain=Box.of(t=spec.t, x=spec.x),
+        velocity=VelocitySpace.gauss_legendre(-1.0, 1.0, spec.velocity_nodes),
+        f0=f0, rho0=rho0, left=_lt_boundary(spec.boundary.left), right=_lt_boundary(spec.boundary.right),
+        zero_initial_density=zero)
+
+
+PROBLEM_BUILDERS = {LinearTransportSpec: build_linear_transport}
+
+
+# ---- solvers -------------------------------------------------------------------------------
+def _schedule(spec):
+    if isinstance(spec, StepSchedule):
+        return StepDecay(every=spec.every, gamma=spec.gamma)
+    if isinstance(spec, CosineSchedule):
+        return Cosine(final_factor=spec.final_factor)
+    return Constant()
+
+
+def _net(spec) -> NetSpec:
+    return NetSpec(arch=spec.arch, width=spec.width, depth=spec.depth, act=spec.activation)
+
+
+def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver:
+    tr = spec.training
+    train = TrainConfig(steps=tr.steps, lr=tr.lr, schedule=_schedule(tr.schedule), lbfgs_steps=tr.lbfgs_steps,
+                        grad_clip=tr.grad_clip, seed=tr.seed, checkpoint_every=tr.checkpoint_every,
+                        log_every=tr.log_every, max_retries=tr.max_retries)
+    return APNNSolver(
+        formulation=spec.formulation, net=_net(spec.network),
+        rho_net=_net(spec.density_network) if spec.density_network is not None else None,
+        points=PointSpec(interior=spec.points.interior, boundary=spec.points.boundary, initial=spec.points.initial),
+        weights=dict(spec.weights), sampler=SAMPLERS[spec.points.sampler](), engine=ENGINES[spec.engine](),
+        train=train, positive=spec.positive, dtype=getattr(torch, spec.dtype), device=device or spec.device,
+        name=f"apnn-{spec.formulation}")
+
+
+def build_reference(spec: ReferenceSolverSpec, *, device: str | None = None) -> ReferenceSolver:
+    return ReferenceSolver(nx=spec.nx, nv=spec.nv, dt=spec.dt)
+
+
+SOLVER_BUILDERS = {APNNSolverSpec: build_apnn, ReferenceSolverSpec: build_reference}
+
+
+def output_times(spec, t0: float, t_end: float) -> np.ndarray:
+    if spec.times is not None:
+        times = np.asarray(spec.times, dtype=np.float64)
+        bad = [t for t in times if not (t0 < t <= t_end + 1e-12)]
+        if bad:
+            from .config import ConfigError
+            raise ConfigError("output.times", f"times must lie in ({t0}, {t_end}], got {bad}")
+        return times
+    return t0 + (t_end - t0) * np.array([0.25, 0.5, 0.75, 1.0])
+
+
+# ---- the entry point -----------------------------------------------------------------------
+def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
+          overrides: Sequence[str] | Mapping[str, Any] = (), out: str | Path | None = None,
+          device: str | None = None, resume: bool = False, progress: bool = True) -> Solution:
+    """Solve a configured problem.
+
+    ``config``: a problem YAML path or the same content as a dict. ``solver``: a
+    preset name replacing the problem's (e.g. ``"reference"``). ``overrides``:
+    ``["solver.training.steps=100", ...]`` or ``{"solver.training.steps": 100}``.
+    ``out``: directory for ``result.h5``, figures and checkpoints (nothing is
+    saved when ``None``; call ``.save(dir)`` on the result later). ``resume``:
+    continue training from ``out``'s last checkpoint.
+    """
+    run = load_run(config, solver=solver, overrides=overrides)
+    cfg = run.config
+    output = cfg.output
+    problem = PROBLEM_BUILDERS[type(cfg.problem)](cfg.problem)
+    if getattr(cfg.solver, "velocity_nodes", None):
+        problem = dataclasses.replace(problem, velocity=VelocitySpace.gauss_legendre(-1.0, 1.0, cfg.solver.velocity_nodes))
+    times = output_times(output, cfg.problem.t[0], cfg.problem.t[1])
+    x = cell_centres(problem.domain["x"], output.nx).numpy()
+    solver_obj = SOLVER_BUILDERS[type(cfg.solver)](cfg.solver, device=device)
+
+    # the reference: published data when the problem names it, else our classical solver
+    if cfg.reference.data is not None:
+        ref = DensityReference.from_npz(run.base_dir / cfg.reference.data, x_range=cfg.problem.x,
+                                        t_end=cfg.problem.t[1], label="published")
+    elif not isinstance(solver_obj, ReferenceSolver):
+        r = ReferenceSolver().solve(problem, times=times, x=x)
+        ref = DensityReference(times, x, r["fields"]["rho"], label="reference solver")
+    else:
+        ref = None
+
+    train_dir = Path(out) / "train" if out is not None else None
+    res = solver_obj.solve(problem, times=times, x=x, out_dir=train_dir, resume=resume, progress=progress)
+    metrics = dict(res["metrics"])
+    reference = {}
+    if ref is not None:
+        m, full = density_metrics(times, x, res["fields"]["rho"], ref)
+        metrics.update(m)
+        metrics["reference"] = ref.label
+        reference = {"rho": full}
+    sol = Solution(solver=solver_obj.name, grid={"t": times, "x": x}, fields=res["fields"],
+                   dims={"rho": ("t", "x")}, metrics=metrics, reference=reference, history=res["history"],
+                   config_text=run.yaml_text, meta={**res["meta"], "problem": cfg.problem.name})
+    if out is not None:
+        sol.save(out)
+    return sol

@@ -1,0 +1,98 @@
+"""Command line: ``sciml solve``, ``sciml reproduce``, ``sciml list``.
+
+A bad configuration ends with one line naming the key and what is allowed, exit
+code 2, no traceback, nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sciml", description="Scientific machine learning for kinetic equations and PDEs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("solve", help="solve a configured problem (YAML)")
+    s.add_argument("file", help="problem YAML file, e.g. problems/kinetic/lt_inflow_kn1e-3.yaml")
+    s.add_argument("--solver", help="solver preset replacing the problem's (e.g. reference)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set solver.training.steps=500 (repeatable)")
+    s.add_argument("--out", default=None, help="output directory (default: runs/<problem name>)")
+    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the solver's setting)")
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("reproduce", help="run a validation entry and compare with the published number")
+    r.add_argument("id", help="validation entry id (see `sciml list`)")
+    r.add_argument("--quick", action="store_true", help="small CPU-sized version (what CI runs)")
+    r.add_argument("--out", default=None, help="output directory (default: runs/reproduce/<id>)")
+    r.add_argument("--device", default=None)
+    r.add_argument("--resume", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("list", help="list problems, solver presets and validation entries")
+    return p
+
+
+def _solve(args) -> int:
+    from .api import solve
+    from .config import load_run
+
+    run = load_run(args.file, solver=args.solver, overrides=args.overrides)  # validate before writing
+    out = Path(args.out) if args.out else Path("runs") / run.config.problem.name
+    sol = solve(args.file, solver=args.solver, overrides=args.overrides, out=out, device=args.device,
+                resume=args.resume, progress=not args.quiet)
+    print(sol.summary())
+    print(f"wrote {out / 'result.h5'}")
+    for f in sol.figures:
+        print(f"wrote {f}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .validation import load_entry, reproduce
+
+    entry = load_entry(args.id)
+    out = Path(args.out) if args.out else Path("runs") / "reproduce" / (args.id + ("-quick" if args.quick else ""))
+    report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
+                       progress=not args.quiet)
+    print(report.text())
+    return 0 if report.passed else 1
+
+
+def _list(args) -> int:
+    from .validation import list_entries
+
+    root = Path.cwd()
+    print("problems:")
+    for p in sorted(root.glob("problems/**/*.yaml")):
+        print(f"  {p.relative_to(root)}")
+    print("solver presets (solvers/):")
+    for p in sorted(root.glob("solvers/*.yaml")):
+        print(f"  {p.stem}")
+    print("validation entries (sciml reproduce ID):")
+    for e in list_entries():
+        print(f"  {e.id:28s} {e.title}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
+    args = _parser().parse_args(argv)
+    try:
+        return {"solve": _solve, "reproduce": _reproduce, "list": _list}[args.command](args)
+    except ConfigError as exc:
+        print(f"sciml: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("sciml: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

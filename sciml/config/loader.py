@@ -1,0 +1,165 @@
+"""Load a run configuration: YAML problem file -> solver preset -> ``--set``
+overrides -> validated :class:`~sciml.config.problem.RunConfig`.
+
+Every failure is a :class:`~sciml.config.errors.ConfigError` naming the key path
+and what is allowed; nothing is written before the whole configuration is valid.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .errors import ConfigError
+from .expr import parse_expression
+from .problem import RunConfig
+from .schema import apply_overrides, build, to_dict
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    config: RunConfig
+    resolved: dict            # the fully resolved mapping (what result.h5 stores as YAML)
+    base_dir: Path            # directory of the problem file (relative paths start here)
+    source: str               # file name or "<dict>"
+
+    @property
+    def yaml_text(self) -> str:
+        return yaml.safe_dump(self.resolved, sort_keys=False)
+
+
+def read_yaml(path: str | Path, *, what: str = "file") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("", f"{what} not found: {path}", source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError("", f"invalid YAML{where}: {getattr(exc, 'problem', exc)}", source=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("", f"expected a mapping at the top of the file, got {type(data).__name__}",
+                          source=str(path))
+    return data
+
+
+def preset_dirs(base_dir: Path) -> list[Path]:
+    """Where solver presets are looked up: ``solvers/`` in the problem file's
+    directory or any parent, then in the working directory."""
+    dirs = [p / "solvers" for p in [base_dir, *base_dir.parents]]
+    dirs.append(Path.cwd() / "solvers")
+    seen, out = set(), []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in seen:
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
+def available_presets(base_dir: Path) -> list[str]:
+    names = set()
+    for d in preset_dirs(base_dir):
+        names |= {p.stem for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def _deep_merge(base: dict, extra: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_solver(value: Any, base_dir: Path, source: str) -> dict:
+    """A preset name, ``{preset: NAME, ...overrides}`` or a full mapping -> mapping."""
+    if isinstance(value, str):
+        name, extra = value, {}
+    elif isinstance(value, Mapping) and "preset" in value:
+        name = value["preset"]
+        extra = {k: v for k, v in value.items() if k != "preset"}
+        if not isinstance(name, str):
+            raise ConfigError("solver.preset", f"expected a preset name, got {name!r}", source=source)
+    elif isinstance(value, Mapping):
+        return dict(value)
+    else:
+        raise ConfigError("solver", f"expected a preset name or a mapping, got {value!r}", source=source)
+    for d in preset_dirs(base_dir):
+        f = d / f"{name}.yaml"
+        if f.is_file():
+            return _deep_merge(read_yaml(f, what="solver preset"), extra)
+    raise ConfigError("solver", f"unknown solver preset {name!r}; available: {', '.join(available_presets(base_dir)) or 'none'}",
+                      source=source)
+
+
+# expressions of each problem and the variables they may use
+EXPRESSIONS = {
+    "linear_transport": [
+        (("problem", "initial", "f"), ("x", "v")),
+        (("problem", "initial", "rho"), ("x",)),
+        (("problem", "boundary", "left", "f"), ("t", "v")),
+        (("problem", "boundary", "right", "f"), ("t", "v")),
+        (("problem", "boundary", "left", "rho"), ("t",)),
+        (("problem", "boundary", "right", "rho"), ("t",)),
+    ],
+}
+
+
+def _check_expressions(resolved: dict, source: str) -> None:
+    equation = resolved.get("problem", {}).get("equation")
+    for keys, variables in EXPRESSIONS.get(equation, []):
+        node: Any = resolved
+        for k in keys:
+            node = node.get(k) if isinstance(node, Mapping) else None
+        if node is not None:
+            try:
+                parse_expression(node, variables, path=".".join(keys))
+            except ConfigError as exc:
+                raise ConfigError(exc.path, exc.message, source=source) from None
+
+
+def _check_files(config: RunConfig, base_dir: Path, source: str) -> None:
+    if config.reference.data is not None:
+        p = (base_dir / config.reference.data)
+        if not p.is_file():
+            raise ConfigError("reference.data", f"file not found: {p}", source=source)
+
+
+def load_run(config: str | Path | Mapping, *, solver: str | None = None,
+             overrides: Sequence[str] | Mapping[str, Any] = ()) -> LoadedRun:
+    """Load and validate a run (see module doc). ``solver`` replaces the problem's
+    solver preset by name (e.g. ``"reference"``); ``overrides`` are ``key=value``
+    strings (or a mapping of dotted keys) applied after the preset is resolved."""
+    if isinstance(config, Mapping):
+        data, base_dir, source = copy.deepcopy(dict(config)), Path.cwd(), "<dict>"
+    else:
+        path = Path(config)
+        data, base_dir, source = read_yaml(path, what="problem file"), path.resolve().parent, str(path)
+    if isinstance(overrides, Mapping):
+        overrides = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                     for k, v in overrides.items()]
+    if solver is not None:
+        data["solver"] = solver
+    if "solver" not in data:
+        raise ConfigError("solver", "missing: name a preset from solvers/ "
+                                    f"({', '.join(available_presets(base_dir)) or 'none found'})", source=source)
+    data["solver"] = resolve_solver(data["solver"], base_dir, source)
+    try:
+        data = apply_overrides(data, list(overrides))
+        cfg = build(RunConfig, data, source=source)
+    except ConfigError as exc:
+        if exc.source is None:
+            raise ConfigError(exc.path, exc.message, source=source) from None
+        raise
+    resolved = to_dict(cfg)
+    _check_expressions(resolved, source)
+    _check_files(cfg, base_dir, source)
+    return LoadedRun(cfg, resolved, base_dir, source)

@@ -1,0 +1,86 @@
+"""APNN solver: build a formulation for the problem, train it with the shared
+trainer, report the density on the output grid."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..domain import SAMPLERS
+from ..physics.linear_transport import LinearTransportProblem
+from ..residual import ENGINES
+from ..train import Trainer
+from .apnn_lt import FORMULATIONS as LT_FORMULATIONS
+from .apnn_lt import NetSpec, PointSpec
+
+# formulations by problem type: later equations (BGK, ...) register here
+FORMULATIONS = {LinearTransportProblem: LT_FORMULATIONS}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+@dataclass
+class APNNSolver:
+    """Learned solver (see ``sciml.solvers.apnn_lt`` for the formulations)."""
+
+    formulation: str
+    net: NetSpec
+    rho_net: NetSpec | None
+    points: PointSpec
+    weights: dict
+    sampler: object
+    engine: object
+    train: object                 # sciml.train.TrainConfig
+    positive: bool = False
+    dtype: torch.dtype = torch.float32
+    device: str = "auto"
+    name: str = "apnn"
+
+    def build(self, problem, device: torch.device):
+        try:
+            table = FORMULATIONS[type(problem)]
+        except KeyError:
+            raise ValueError(f"no APNN formulation for {type(problem).__name__}") from None
+        try:
+            cls = table[self.formulation]
+        except KeyError:
+            raise ValueError(f"unknown formulation {self.formulation!r}; allowed: {sorted(table)}") from None
+        model = cls(problem, net=self.net, rho_net=self.rho_net, points=self.points, weights=self.weights,
+                    sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive)
+        return model.to(device=device, dtype=self.dtype)
+
+    def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
+              resume: bool = False, progress: bool = True) -> dict:
+        device = resolve_device(self.device)
+        torch.manual_seed(self.train.seed)
+        model = self.build(problem, device)
+        trainer = Trainer(model, model.loss, config=self.train, out_dir=out_dir)
+        if not progress:
+            trainer.config.progress = False
+        t0 = time.perf_counter()
+        history = trainer.fit(resume=resume)
+        wall = time.perf_counter() - t0
+        tt = torch.as_tensor(times, device=device, dtype=self.dtype)
+        xx = torch.as_tensor(x, device=device, dtype=self.dtype)
+        model.eval()
+        rho = model.density_grid(tt, xx).double().cpu().numpy()
+        hist = history.to_dict()
+        curves = {"step": np.asarray(hist["steps"]), "loss": np.asarray(hist["loss"])}
+        for k, v in hist.get("terms", {}).items():
+            curves[f"term_{k}"] = np.asarray(v)
+        metrics = {"train_time_s": wall, "steps": int(hist["steps"][-1]) if len(hist["steps"]) else 0,
+                   "final_loss": float(hist["loss"][-1]) if len(hist["loss"]) else float("nan"),
+                   "parameters": sum(p.numel() for p in model.parameters())}
+        return {"fields": {"rho": rho}, "metrics": metrics, "history": curves,
+                "meta": {"device": str(device), "dtype": str(self.dtype).replace("torch.", ""),
+                         "seed": self.train.seed}}
