@@ -173,7 +173,7 @@ class APNNSolverSpec:
 class ReferenceSolverSpec:
     kind: Literal["reference"]
     nx: int = option(400, doc="cells", min=4, max=1_000_000)
-    nv: int = option(32, doc="Gauss-Legendre velocities (even)", min=2, max=4096,
+    nv: int = option(128, doc="Gauss-Legendre velocities (even)", min=2, max=4096,
                      check=lambda n: None if n % 2 == 0 else f"must be even, got {n}")
     dt: Optional[float] = option(None, doc="time step (default: automatic)", min=0.0, min_exclusive=True)
 
