@@ -94,12 +94,7 @@ SOLVER_BUILDERS = {APNNSolverSpec: build_apnn, ReferenceSolverSpec: build_refere
 
 def output_times(spec, t0: float, t_end: float) -> np.ndarray:
     if spec.times is not None:
-        times = np.asarray(spec.times, dtype=np.float64)
-        bad = [t for t in times if not (t0 < t <= t_end + 1e-12)]
-        if bad:
-            from .config import ConfigError
-            raise ConfigError("output.times", f"times must lie in ({t0}, {t_end}], got {bad}")
-        return times
+        return np.asarray(spec.times, dtype=np.float64)  # checked against problem.t by the loader
     return t0 + (t_end - t0) * np.array([0.25, 0.5, 0.75, 1.0])
 
 

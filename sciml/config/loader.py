@@ -34,7 +34,7 @@ class LoadedRun:
 def read_yaml(path: str | Path, *, what: str = "file") -> dict:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("", f"{what} not found: {path}", source=str(path))
+        raise ConfigError("", f"{what} not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -126,6 +126,16 @@ def _check_expressions(resolved: dict, source: str) -> None:
                 raise ConfigError(exc.path, exc.message, source=source) from None
 
 
+def _check_output(config: RunConfig, source: str) -> None:
+    times = config.output.times
+    t0, t1 = config.problem.t
+    if times is not None:
+        bad = [float(t) for t in times if not (t0 < t <= t1)]
+        if bad:
+            raise ConfigError("output.times", f"times must lie in ({t0:g}, {t1:g}] (problem.t), got {bad}",
+                              source=source)
+
+
 def _check_files(config: RunConfig, base_dir: Path, source: str) -> None:
     if config.reference.data is not None:
         p = (base_dir / config.reference.data)
@@ -162,4 +172,5 @@ def load_run(config: str | Path | Mapping, *, solver: str | None = None,
     resolved = to_dict(cfg)
     _check_expressions(resolved, source)
     _check_files(cfg, base_dir, source)
+    _check_output(cfg, source)
     return LoadedRun(cfg, resolved, base_dir, source)

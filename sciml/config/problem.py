@@ -57,6 +57,10 @@ class Boundaries:
     left: BoundarySpec = option(doc="boundary at the left wall x = x[0]")
     right: BoundarySpec = option(doc="boundary at the right wall x = x[1]")
 
+    def __post_init__(self):
+        if isinstance(self.left, PeriodicBC) != isinstance(self.right, PeriodicBC):
+            raise ValueError("periodic must be set on both walls (left and right) or on neither")
+
 
 @dataclass(frozen=True)
 class Initial:

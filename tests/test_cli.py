@@ -1,0 +1,141 @@
+"""The user-facing contracts: `sciml solve` / `sciml.solve`, bad configs, results on disk."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+import sciml
+from sciml.cli import main
+from sciml.config import ConfigError, load_run
+
+ROOT = Path(__file__).resolve().parents[1]
+LT3 = ROOT / "problems" / "kinetic" / "lt_inflow_kn1e-3.yaml"
+
+TINY = {"solver.network.width": 16, "solver.density_network.width": 16, "solver.points.interior": 32,
+        "solver.points.boundary": 16, "solver.points.initial": 16, "solver.velocity_nodes": 8,
+        "solver.training.checkpoint_every": 5, "solver.training.log_every": 5}
+
+
+@pytest.mark.parametrize("override, path, words", [
+    ("solver.training.steps=-5", "solver.training.steps", ">= 0"),
+    ("problem.epss=1", "problem.epss", "did you mean 'eps'"),
+    ("problem.eps=abc", "problem.eps", "number"),
+    ("problem.initial.f=__import__('os')", "problem.initial.f", "allowed"),
+    ("problem.initial.f=foo(x)", "problem.initial.f", "unknown function 'foo'"),
+    ("solver.kind=apn", "solver.kind", "did you mean 'apnn'"),
+    ("problem.boundary.left={kind: periodic}", "problem.boundary", "both walls"),
+    ("reference.data=nope.npz", "reference.data", "not found"),
+    ("output.times=[0.5]", "output.times", "(0, 0.1]"),
+    ("problem.velocity_nodes=7", "problem.velocity_nodes", "even"),
+    ("solver.formulation=even", "solver.formulation", "even_odd"),
+    ("solver.training.schedule={kind: steps}", "solver.training.schedule.kind", "step"),
+])
+def test_bad_config_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, capsys, override, path, words):
+    out = tmp_path / "run"
+    code = main(["solve", str(LT3), "--set", override, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"config error at {path}" in err and words in err
+    assert not out.exists()
+
+
+def test_bad_files_and_presets(tmp_path, capsys):
+    assert main(["solve", str(tmp_path / "missing.yaml")]) == 2
+    assert "problem file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("problem: [1, 2\n")
+    assert main(["solve", str(bad)]) == 2
+    assert "invalid YAML" in capsys.readouterr().err
+    assert main(["solve", str(LT3), "--solver", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown solver preset 'nosuch'" in err and "apnn_even_odd" in err
+    assert main(["reproduce", "nosuch"]) == 2
+    assert "unknown validation entry" in capsys.readouterr().err
+
+
+def test_console_script_and_module_exit_code():
+    r = subprocess.run([sys.executable, "-m", "sciml", "solve", str(LT3), "--set", "problem.eps=-1"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "problem.eps" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_reference_solver_from_python_matches_published_data():
+    sol = sciml.solve(str(LT3), solver="reference")
+    assert sol.fields["rho"].shape == (4, 100)
+    assert list(sol.grid["t"]) == [0.01, 0.02, 0.05, 0.1]
+    # our classical AP solver against the authors' reference density (measured 2.8e-3 at t = 0.1)
+    assert sol.metrics["rel_l2_rho"] < 5e-3
+    assert sol.metrics["rel_l2_rho_all_times"] < 6e-3
+
+
+def test_solve_writes_result_with_config_versions_and_figures(tmp_path):
+    out = tmp_path / "lt"
+    code = main(["solve", str(LT3), "--solver", "apnn_even_odd_small", "--out", str(out), "--quiet",
+                 *sum((["--set", f"{k}={v}"] for k, v in TINY.items()), []), "--set", "solver.training.steps=10"])
+    assert code == 0
+    with h5py.File(out / "result.h5") as h:
+        assert h["fields/rho"].shape == (4, 100)
+        assert json.loads(h["fields/rho"].attrs["dims"]) == ["t", "x"]
+        assert h["grid/x"].shape == (100,) and h["grid/t"].shape == (4,)
+        assert "rel_l2_rho" in h["metrics"].attrs and h["reference/rho"].shape == (4, 100)
+        cfg = yaml.safe_load(h.attrs["config"])
+        assert cfg["solver"]["network"]["width"] == 16 and cfg["problem"]["eps"] == 1e-3
+        versions = json.loads(h.attrs["versions"])
+        assert "torch" in versions and "numpy" in versions
+        for key in ("device", "dtype", "seed", "git_revision", "created"):
+            assert key in h.attrs
+        assert "history" in h and h["history/step"].shape[0] >= 2
+    assert (out / "figures" / "density.png").stat().st_size > 1000
+    assert (out / "figures" / "training.png").stat().st_size > 1000
+    assert not list(out.glob(".tmp-*"))
+    lines = (out / "train" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] >= 5
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    kw = dict(solver="apnn_even_odd_small", progress=False)
+    a = sciml.solve(str(LT3), overrides={**TINY, "solver.training.steps": 20}, out=tmp_path / "a", **kw)
+    sciml.solve(str(LT3), overrides={**TINY, "solver.training.steps": 10}, out=tmp_path / "b", **kw)
+    b = sciml.solve(str(LT3), overrides={**TINY, "solver.training.steps": 20}, out=tmp_path / "b", resume=True, **kw)
+    assert np.array_equal(a.fields["rho"], b.fields["rho"])
+    assert a.metrics["final_loss"] == b.metrics["final_loss"]
+
+
+def test_overrides_and_dict_configs():
+    run = load_run(LT3, overrides=["problem.eps=1e-8", "solver.training.lr=5e-4"])
+    assert run.config.problem.eps == 1e-8 and run.config.solver.training.lr == 5e-4
+    run2 = load_run(LT3, overrides={"problem.eps": 1e-8})
+    assert run2.config.problem.eps == 1e-8
+    # the same content as a dict, with the preset spelled out
+    data = yaml.safe_load(LT3.read_text())
+    data["reference"] = {}
+    data["solver"] = {"kind": "reference", "nx": 100, "nv": 16}
+    sol = sciml.solve(data)
+    assert sol.fields["rho"].shape == (4, 100) and sol.solver == "reference"
+    with pytest.raises(ConfigError, match="solver.nx"):
+        load_run(data, overrides=["solver.nx=2"])
+
+
+def test_list_shows_problems_presets_and_entries(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "lt_inflow_kn1e-3.yaml" in out and "apnn_even_odd" in out and "lt_evenodd_kn1e-3" in out
+
+
+def test_every_shipped_problem_and_entry_validates():
+    from sciml.validation import list_entries
+
+    for p in sorted((ROOT / "problems").glob("**/*.yaml")):
+        load_run(p)
+        load_run(p, solver="reference")
+    entries = list_entries()
+    assert {e.id for e in entries} >= {"lt_evenodd_kn1e-3", "lt_evenodd_sine_kn1e-8"}
+    for e in entries:
+        load_run(ROOT / e.problem, solver=e.solver, overrides={**e.overrides, **(e.quick.overrides if e.quick else {})})
