@@ -80,16 +80,14 @@ def plain_terms(m, batch):
     mean_r = rq.reshape(n, M) @ w
     terms = {"kinetic_r": res_r.pow(2).mean(), "kinetic_j": res_j.pow(2).mean(),
              "conservation": (rho_t + vj_x).pow(2).mean(), "constraint": (rho - mean_r).pow(2).mean()}
-    # boundary and initial data: all nodes, both signs
-    tl = batch["left"]["t"].repeat_interleave(M)
-    pos, neg = v[:M] > 0, v[:M] < 0
-    fl = (m.r({"t": tl, "x": torch.zeros_like(tl), "v": v}) + eps * m.j({"t": tl, "x": torch.zeros_like(tl), "v": v}))
-    fr = (m.r({"t": tl, "x": torch.ones_like(tl), "v": v}) + eps * m.j({"t": tl, "x": torch.ones_like(tl), "v": v}))
-    fl, fr = fl.reshape(-1, M), fr.reshape(-1, M)
-    terms["boundary"] = 0.5 * ((fl[:, pos] - 1).pow(2).mean() + fr[:, neg].pow(2).mean())
-    xi0 = batch["initial"]["x"].repeat_interleave(M)
-    f0 = m.r({"t": torch.zeros_like(xi0), "x": xi0, "v": v}) + eps * m.j({"t": torch.zeros_like(xi0), "x": xi0, "v": v})
-    terms["initial"] = f0.pow(2).mean()
+    # boundary and initial data at the sampled speeds, each sign evaluated separately
+    def f(pts, vv):
+        q = dict(pts, v=vv)
+        return (m.r(q) + eps * m.j(q)).squeeze(-1)
+
+    left, right, init = batch["left"], batch["right"], batch["initial"]
+    terms["boundary"] = 0.5 * ((f(left, left["v"]) - 1).pow(2).mean() + f(right, -right["v"]).pow(2).mean())
+    terms["initial"] = 0.5 * (f(init, init["v"]).pow(2).mean() + f(init, -init["v"]).pow(2).mean())
     return {k: m.weights[k] * val for k, val in terms.items()}
 
 

@@ -108,16 +108,22 @@ class LTFormulation(nn.Module):
     def device(self):
         return next(self.parameters()).device
 
+    # wall and initial points: "speeds" pairs each (t) or (x) point with a sampled
+    # speed |v| in (0, vmax] (one network evaluation per point: the authors' choice,
+    # and 30x cheaper than pairing with every node); "nodes" pairs them with every
+    # quadrature node (needed where a velocity average enters the wall value).
+    wall_velocities = "speeds"
+
     def sample(self, generator: torch.Generator) -> dict:
         p = self.points
         box = self.tx
-        batch = {"interior": self.sampler.sample(box, p.interior, generator),
-                 "initial": self.sampler.sample(box.slice(t=box["t"].lo), p.initial, generator)}
-        batch["left"] = self.sampler.sample(box.face("x", "lo"), p.boundary, generator)
+        if self.wall_velocities == "speeds":
+            box = box * Interval(self.vint.name, 0.0, self.vint.hi)
+        batch = {"interior": self.sampler.sample(self.tx, p.interior, generator),
+                 "initial": self.sampler.sample(box.slice(t=box["t"].lo), p.initial, generator),
+                 "left": self.sampler.sample(box.face("x", "lo"), p.boundary, generator)}
         if self.problem.periodic:
-            right = dict(batch["left"])
-            right["x"] = torch.full_like(right["x"], box["x"].hi)
-            batch["right"] = right
+            batch["right"] = dict(batch["left"], x=torch.full_like(batch["left"]["x"], box["x"].hi))
         else:
             batch["right"] = self.sampler.sample(box.face("x", "hi"), p.boundary, generator)
         return batch
@@ -148,18 +154,27 @@ class LTFormulation(nn.Module):
         out = [self.density(tt[i:i + chunk], xx[i:i + chunk]) for i in range(0, tt.numel(), chunk)]
         return torch.cat(out).reshape(len(t), len(x))
 
-    def _kinetic_boundary(self, f_of, batch, qp_left, qp_right, v_left, v_right):
-        """Mean-square mismatch of the incoming (or periodic) boundary data.
+    def _wall_terms(self, f_at, batch) -> dict[str, torch.Tensor]:
+        """Boundary and initial mismatch for ``wall_velocities == "speeds"``.
 
-        ``f_of(qp, vsign)`` returns f on the product of wall points and ``|v|`` nodes,
-        evaluated at velocity ``vsign*|v|``."""
+        ``f_at(points, sign)`` is f at the points with velocity ``sign * |v|``."""
+        left, right, init = batch["left"], batch["right"], batch["initial"]
         if self.problem.periodic:
-            return _ms(f_of(qp_left, +1) - f_of(qp_right, +1)) + _ms(f_of(qp_left, -1) - f_of(qp_right, -1))
-        tl = qp_left.inputs["t"].unsqueeze(-1)
-        tr = qp_right.inputs["t"].unsqueeze(-1)
-        gl = self._incoming("left", tl, v_left.unsqueeze(-1))
-        gr = self._incoming("right", tr, -v_right.unsqueeze(-1))
-        return 0.5 * (_ms(f_of(qp_left, +1) - gl) + _ms(f_of(qp_right, -1) - gr))
+            bc = 0.5 * (_ms(f_at(left, +1) - f_at(right, +1)) + _ms(f_at(left, -1) - f_at(right, -1)))
+        else:
+            gl = self._incoming("left", left["t"], left["v"]).unsqueeze(-1)
+            gr = self._incoming("right", right["t"], -right["v"]).unsqueeze(-1)
+            bc = 0.5 * (_ms(f_at(left, +1) - gl) + _ms(f_at(right, -1) - gr))
+        x, v = init["x"], init["v"]
+        ic = 0.5 * (_ms(f_at(init, +1) - self._f0(x, v).unsqueeze(-1))
+                    + _ms(f_at(init, -1) - self._f0(x, -v).unsqueeze(-1)))
+        return {"boundary": bc, "initial": ic}
+
+    def _initial_density_term(self, batch) -> dict[str, torch.Tensor]:
+        if self.problem.zero_initial_density:
+            return {}
+        pts = {"t": batch["initial"]["t"], "x": batch["initial"]["x"]}
+        return {"initial_rho": _ms(self.rho(pts).squeeze(-1) - self.problem.initial_density(pts["x"]))}
 
 
 class EvenOdd(LTFormulation):
@@ -197,23 +212,12 @@ class EvenOdd(LTFormulation):
         terms = {"kinetic_r": _ms(res_r), "kinetic_j": _ms(res_j), "conservation": _ms(cons),
                  "constraint": _ms(constraint)}
 
-        # boundary: f(v) = r + eps j, f(-v) = r - eps j with v > 0 nodes
-        def f_of(qp_w, sign):
-            pts = qp_w.inputs
+        # walls and t = 0: f(+-v) = r +- eps j at sampled speeds v > 0
+        def f_at(pts, sign):
             return self.r(pts) + sign * eps * self.j(pts)
 
-        qpl = QuadratureProduct(batch["left"], self.vpos)
-        qpr = QuadratureProduct(batch["right"], self.vpos)
-        terms["boundary"] = self._kinetic_boundary(f_of, batch, qpl, qpr, qpl.inputs["v"], qpr.inputs["v"])
-        # initial: f(0, x, +-v) = f0(x, +-v)
-        qpi = QuadratureProduct(batch["initial"], self.vpos)
-        pts = qpi.inputs
-        r0, j0 = self.r(pts), self.j(pts)
-        x, vv = pts["x"].unsqueeze(-1), pts["v"].unsqueeze(-1)
-        terms["initial"] = 0.5 * (_ms(r0 + eps * j0 - self._f0(x, vv)) + _ms(r0 - eps * j0 - self._f0(x, -vv)))
-        if not self.problem.zero_initial_density:
-            xi = batch["initial"]["x"]
-            terms["initial_rho"] = _ms(self.rho(batch["initial"]).squeeze(-1) - self.problem.initial_density(xi))
+        terms.update(self._wall_terms(f_at, batch))
+        terms.update(self._initial_density_term(batch))
         return terms
 
     def density(self, t, x):
@@ -223,7 +227,8 @@ class EvenOdd(LTFormulation):
 class MicroMacro(LTFormulation):
     """Micro–macro APNN: ``f = rho + eps g``, ``<g> = 0`` exactly (see module doc)."""
 
-    default_weights = {"macro": 1.0, "micro": 1.0, "boundary": 10.0, "initial": 10.0}
+    default_weights = {"macro": 1.0, "micro": 1.0, "boundary": 10.0, "initial": 10.0, "initial_rho": 1.0}
+    wall_velocities = "nodes"   # f = rho + eps (N - <N>) needs every node at a wall point
 
     def build(self, net: NetSpec, rho_net: NetSpec) -> None:
         self.rho = self._rho_field(rho_net)
@@ -270,11 +275,8 @@ class MicroMacro(LTFormulation):
             terms["boundary"] = 0.5 * (_ms(fl[:, pos] - gl) + _ms(fr[:, neg] - gr))
         qpi = QuadratureProduct(batch["initial"], self.vel)
         f0 = self._f0(batch["initial"]["x"].unsqueeze(-1), vnodes.unsqueeze(0))
-        ic = _ms(f_full(qpi) - f0)
-        if not self.problem.zero_initial_density:
-            xi = batch["initial"]["x"]
-            ic = ic + _ms(self.rho(batch["initial"]).squeeze(-1) - self.problem.initial_density(xi))
-        terms["initial"] = ic
+        terms["initial"] = _ms(f_full(qpi) - f0)
+        terms.update(self._initial_density_term(batch))
         return terms
 
     def density(self, t, x):
@@ -300,21 +302,11 @@ class PINN(LTFormulation):
         mean_f = qp.mean(df[()]).repeat_interleave(qp.m, 0)
         res = e2 * df[("t",)] + eps * v * df[("x",)] - (mean_f - df[()])
         terms = {"residual": _ms(res)}
-        vnodes = self.vel.nodes(self.device, inp["v"].dtype)
-        pos, neg = vnodes > 0, vnodes < 0
-        qpl = QuadratureProduct(batch["left"], self.vel)
-        qpr = QuadratureProduct(batch["right"], self.vel)
-        fl = qpl.split(self.f(qpl.inputs)).squeeze(-1)
-        fr = qpr.split(self.f(qpr.inputs)).squeeze(-1)
-        if self.problem.periodic:
-            terms["boundary"] = _ms(fl - fr)
-        else:
-            gl = self._incoming("left", batch["left"]["t"].unsqueeze(-1), vnodes[pos].unsqueeze(0))
-            gr = self._incoming("right", batch["right"]["t"].unsqueeze(-1), vnodes[neg].unsqueeze(0))
-            terms["boundary"] = 0.5 * (_ms(fl[:, pos] - gl) + _ms(fr[:, neg] - gr))
-        qpi = QuadratureProduct(batch["initial"], self.vel)
-        f0 = self._f0(batch["initial"]["x"].unsqueeze(-1), vnodes.unsqueeze(0))
-        terms["initial"] = _ms(qpi.split(self.f(qpi.inputs)).squeeze(-1) - f0)
+
+        def f_at(pts, sign):
+            return self.f(dict(pts, v=sign * pts["v"]))
+
+        terms.update(self._wall_terms(f_at, batch))
         return terms
 
     def density(self, t, x):
