@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from .config.errors import ConfigError
 from .config.loader import read_yaml
@@ -51,6 +51,8 @@ class Entry:
     metric: str = option("rel_l2_rho", doc="metric compared with the published number")
     published: Optional[float] = option(None, doc="the published number")
     tolerance: float = option(doc="bound on the metric for the full run", min=0.0, min_exclusive=True)
+    expect: Literal["below", "above"] = option("below", doc="pass when the metric is below the tolerance "
+                                               "(accuracy) or above it (a baseline shown failing)")
     source: str = option("", doc="paper, table or figure")
     quick: Optional[QuickSpec] = option(None, doc="CPU-sized variant")
     measured: Optional[Measured] = option(None, doc="our full-size measurement")
@@ -93,14 +95,16 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        if self.entry.expect == "above":
+            return self.value >= self.tolerance
         return self.value <= self.tolerance
 
     def text(self) -> str:
         e = self.entry
         lines = [f"{e.id}: {e.title}" + (" [quick]" if self.quick else ""),
-                 f"  {e.metric} = {self.value:.3e}   tolerance {self.tolerance:.1e}   "
+                 f"  {e.metric} = {self.value:.3e}   {e.expect} {self.tolerance:.1e}   "
                  f"published {e.published:.3e}" if e.published is not None else
-                 f"  {e.metric} = {self.value:.3e}   tolerance {self.tolerance:.1e}",
+                 f"  {e.metric} = {self.value:.3e}   {e.expect} {self.tolerance:.1e}",
                  f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}"]
         if e.measured is not None and not self.quick:
             lines.append(f"  last committed full-size measurement: {e.measured.value:.3e} ({e.measured.device})")
