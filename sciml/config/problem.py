@@ -163,6 +163,9 @@ class APNNSolverSpec:
     network: NetworkSpec = option(NetworkSpec(), doc="network of the kinetic unknowns (r and j, g, or f)")
     density_network: Optional[NetworkSpec] = option(None, doc="network of the density rho (default: as network)")
     positive: bool = option(False, doc="positive transforms (exp) for the unknowns known to be >= 0")
+    relax_initial: Optional[bool] = option(None, doc="impose the relaxed initial data f(0+) = rho0 instead of f0 "
+                                                     "(default: when eps^2 < 1e-6 t_end, the initial layer is "
+                                                     "unresolvable)")
     points: PointsSpec = option(PointsSpec(), doc="collocation points")
     weights: dict[str, float] = option(field(default_factory=dict), doc="loss weights by term name")
     engine: Literal["reverse", "forward"] = option("reverse", doc="derivative engine")

@@ -42,6 +42,7 @@ class APNNSolver:
     engine: object
     train: object                 # sciml.train.TrainConfig
     positive: bool = False
+    relax_initial: bool | None = None
     dtype: torch.dtype = torch.float32
     device: str = "auto"
     name: str = "apnn"
@@ -56,7 +57,8 @@ class APNNSolver:
         except KeyError:
             raise ValueError(f"unknown formulation {self.formulation!r}; allowed: {sorted(table)}") from None
         model = cls(problem, net=self.net, rho_net=self.rho_net, points=self.points, weights=self.weights,
-                    sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive)
+                    sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive,
+                    relax_initial=self.relax_initial)
         return model.to(device=device, dtype=self.dtype)
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,

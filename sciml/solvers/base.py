@@ -60,7 +60,8 @@ class Solution:
             if "rel_l2_rho" in self.metrics:
                 title += f", rel. L2 = {self.metrics['rel_l2_rho']:.2e}"
             paths.append(profiles(fig_dir / "density.png", x, list(t), self.fields["rho"], reference=ref,
-                                  label=self.solver, title=title))
+                                  label=self.solver, ref_label=str(self.metrics.get("reference", "reference")),
+                                  title=title))
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
             paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms))
