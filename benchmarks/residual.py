@@ -13,7 +13,8 @@ script checks that loss and gradients agree to float32 accuracy before timing:
 
 Sizes from the issue / the authors' code: networks 4 x 128 and 4 x 256, 512
 interior points, 30 quadrature nodes (``--nodes``). Peak memory: CUDA max
-allocated on the GPU, peak RSS of a fresh subprocess on the CPU.
+allocated on the GPU, peak RSS (VmHWM, includes the ~0.3 GB of the interpreter and
+torch) of a fresh subprocess per variant on the CPU.
 
     python benchmarks/residual.py                 # CPU (and GPU when present)
     python benchmarks/residual.py --device cuda --steps 50
@@ -116,6 +117,16 @@ def check_equal(width, nodes, device):
     return out
 
 
+def _peak_rss_mib() -> float:
+    """Peak resident set of this process (VmHWM; unlike ru_maxrss it is not inherited
+    from the parent across fork + exec)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_variant(variant, width, nodes, device, steps, q=None):
     dev = torch.device(device)
     m = make_model(width, nodes, dev)
@@ -150,8 +161,7 @@ def run_variant(variant, width, nodes, device, steps, q=None):
         step(i)
     sync()
     dt = time.perf_counter() - t0
-    mem = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
-           else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    mem = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else _peak_rss_mib()
     res = {"variant": variant, "width": width, "nodes": nodes, "device": device,
            "steps_per_s": steps / dt, "peak_mem_MiB": mem}
     if q is not None:

@@ -132,7 +132,13 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
         ref = None
 
     train_dir = Path(out) / "train" if out is not None else None
-    res = solver_obj.solve(problem, times=times, x=x, out_dir=train_dir, resume=resume, progress=progress)
+    monitor = None
+    if ref is not None:
+        def monitor(rho):
+            m, _ = density_metrics(times, x, rho, ref)
+            return {k: v for k, v in m.items() if k == "rel_l2_rho"}
+    res = solver_obj.solve(problem, times=times, x=x, out_dir=train_dir, resume=resume, progress=progress,
+                           monitor=monitor)
     metrics = dict(res["metrics"])
     reference = {}
     if ref is not None:

@@ -29,6 +29,17 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+class _Monitor:
+    """Trainer callback: ``monitor(density on the output grid)`` at every logged step."""
+
+    def __init__(self, model, t, x, monitor):
+        self.model, self.t, self.x, self.monitor = model, t, x, monitor
+
+    def on_log(self, trainer, record):
+        rho = self.model.density_grid(self.t, self.x).double().cpu().numpy()
+        return {k: float(v) for k, v in self.monitor(rho).items()}
+
+
 @dataclass
 class APNNSolver:
     """Learned solver (see ``sciml.solvers.apnn_lt`` for the formulations)."""
@@ -62,24 +73,31 @@ class APNNSolver:
         return model.to(device=device, dtype=self.dtype)
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
-              resume: bool = False, progress: bool = True) -> dict:
+              resume: bool = False, progress: bool = True, monitor=None) -> dict:
+        """Train and report the density on ``times x x``. ``monitor(rho) -> dict``, when
+        given, is evaluated on the output grid at every logged step (e.g. the error
+        against the reference), and its values go to ``metrics.jsonl`` and the history."""
         device = resolve_device(self.device)
         torch.manual_seed(self.train.seed)
         model = self.build(problem, device)
-        trainer = Trainer(model, model.loss, config=self.train, out_dir=out_dir)
+        tt = torch.as_tensor(times, device=device, dtype=self.dtype)
+        xx = torch.as_tensor(x, device=device, dtype=self.dtype)
+        callbacks = [_Monitor(model, tt, xx, monitor)] if monitor is not None else []
+        trainer = Trainer(model, model.loss, config=self.train, out_dir=out_dir, callbacks=callbacks)
         if not progress:
             trainer.config.progress = False
         t0 = time.perf_counter()
         history = trainer.fit(resume=resume)
         wall = time.perf_counter() - t0
-        tt = torch.as_tensor(times, device=device, dtype=self.dtype)
-        xx = torch.as_tensor(x, device=device, dtype=self.dtype)
         model.eval()
         rho = model.density_grid(tt, xx).double().cpu().numpy()
         hist = history.to_dict()
         curves = {"step": np.asarray(hist["steps"]), "loss": np.asarray(hist["loss"])}
         for k, v in hist.get("terms", {}).items():
             curves[f"term_{k}"] = np.asarray(v)
+        for k, v in hist.get("extra", {}).items():
+            if all(isinstance(e, (int, float)) for e in v):
+                curves[f"monitor_{k}"] = np.asarray(v, dtype=np.float64)
         metrics = {"train_time_s": wall, "steps": int(hist["steps"][-1]) if len(hist["steps"]) else 0,
                    "final_loss": float(hist["loss"][-1]) if len(hist["loss"]) else float("nan"),
                    "parameters": sum(p.numel() for p in model.parameters())}

@@ -64,6 +64,7 @@ class Solution:
                                   title=title))
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
+            terms.update({f"{k[8:]} (vs reference)": v for k, v in self.history.items() if k.startswith("monitor_")})
             paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms))
         return paths
 

@@ -42,7 +42,7 @@ class ReferenceSolver:
     name: str = "reference"
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
-              resume: bool = False, progress: bool = True) -> dict:
+              resume: bool = False, progress: bool = True, monitor=None) -> dict:
         try:
             fn = REFERENCE_SOLVERS[type(problem)]
         except KeyError:
