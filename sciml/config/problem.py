@@ -22,6 +22,10 @@ def _interval(v) -> Optional[str]:
     return None
 
 
+def _even(n) -> Optional[str]:
+    return None if n is None or n % 2 == 0 else f"must be even, got {n}"
+
+
 def _sorted_positive(v) -> Optional[str]:
     if len(v) == 0:
         return "expected at least one time"
@@ -76,7 +80,7 @@ class LinearTransportSpec:
     t: tuple[float, float] = option(doc="time interval [t0, t_end]", check=_interval)
     x: tuple[float, float] = option((0.0, 1.0), doc="space interval [a, b]", check=_interval)
     velocity_nodes: int = option(30, doc="Gauss-Legendre nodes on v in [-1, 1] (even)", min=2, max=4096,
-                                 check=lambda n: None if n % 2 == 0 else f"must be even, got {n}")
+                                 check=_even)
     initial: Initial = option(Initial(), doc="initial data")
     boundary: Boundaries = option(doc="boundary conditions")
 
@@ -156,8 +160,7 @@ class APNNSolverSpec:
     kind: Literal["apnn"]
     velocity_nodes: Optional[int] = option(None, doc="Gauss-Legendre nodes on [-1, 1] replacing the problem's "
                                                      "(even; even_odd evaluates only the positive half)", min=2,
-                                           max=4096, check=lambda n: None if n is None or n % 2 == 0
-                                           else f"must be even, got {n}")
+                                           max=4096, check=_even)
     formulation: Literal["even_odd", "micro_macro", "pinn"] = option(
         "even_odd", doc="even_odd / micro_macro: asymptotic preserving; pinn: the plain baseline")
     network: NetworkSpec = option(NetworkSpec(), doc="network of the kinetic unknowns (r and j, g, or f)")
@@ -181,7 +184,7 @@ class ReferenceSolverSpec:
     kind: Literal["reference"]
     nx: int = option(400, doc="cells", min=4, max=1_000_000)
     nv: int = option(128, doc="Gauss-Legendre velocities (even)", min=2, max=4096,
-                     check=lambda n: None if n % 2 == 0 else f"must be even, got {n}")
+                     check=_even)
     dt: Optional[float] = option(None, doc="time step (default: automatic)", min=0.0, min_exclusive=True)
 
 

@@ -29,10 +29,10 @@ class Inflow:
     """Incoming distribution ``g(t, v)`` at a wall (``v`` has the incoming sign:
     ``v > 0`` at the left wall, ``v < 0`` at the right wall)."""
 
-    g: Data
+    g: Data | float
 
     def __call__(self, t, v):
-        return self.g(t=t, v=v)
+        return self.g(t=t, v=v) if callable(self.g) else self.g
 
 
 @dataclass(frozen=True)

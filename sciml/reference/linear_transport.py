@@ -136,24 +136,12 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
+from ..physics.linear_transport import Inflow, Periodic
+
 __all__ = ["Inflow", "Periodic", "Boundary", "LTReferenceResult", "solve_linear_transport"]
 
 
-@dataclass(frozen=True)
-class Inflow:
-    """Incoming distribution ``g(t, v)`` at a wall; ``v`` has the incoming sign
-    (``v > 0`` at the left wall, ``v < 0`` at the right wall).  ``g`` is a float
-    constant or a callable called as ``g(t=t, v=v)`` with a float ``t`` and a
-    numpy array ``v``; its result must broadcast to ``v.shape``."""
-
-    g: Union[Callable, float]
-
-
-@dataclass(frozen=True)
-class Periodic:
-    """Periodic in ``x`` (must be set on both sides)."""
-
-
+# boundary conditions are the physics layer's objects (one definition for every solver)
 Boundary = Union[Inflow, Periodic]
 
 
@@ -170,8 +158,7 @@ class LTReferenceResult:
 # ----------------------------------------------------------------------------- helpers
 
 def _is_periodic(b) -> bool:
-    # duck typing: also accepts sciml.physics.linear_transport.Periodic
-    return isinstance(b, Periodic) or type(b).__name__ == "Periodic"
+    return isinstance(b, Periodic)
 
 
 def _check_boundary(b, side: str):
