@@ -29,6 +29,8 @@ mean square; the total is ``sum_k w_k * term_k``.
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 
 import torch
@@ -63,7 +65,7 @@ def _ms(r: torch.Tensor) -> torch.Tensor:
     return r.pow(2).mean()
 
 
-class LTFormulation(nn.Module):
+class LTFormulation(nn.Module, abc.ABC):
     """Shared machinery: sampling, boundary/initial data, density on a grid."""
 
     default_weights: dict[str, float] = {}
@@ -94,8 +96,9 @@ class LTFormulation(nn.Module):
         self.build(net, rho_net or net)
 
     # -- subclasses -------------------------------------------------------------------
+    @abc.abstractmethod
     def build(self, net: NetSpec, rho_net: NetSpec) -> None:
-        raise NotImplementedError
+        """Create the networks of the unknowns."""
 
     def _rho_field(self, spec: NetSpec):
         if self.problem.zero_initial_density:
@@ -104,11 +107,13 @@ class LTFormulation(nn.Module):
             out = Exp() if self.positive else Identity()
         return build_field(self.tx.intervals, output=out, **_kw(spec))
 
+    @abc.abstractmethod
     def residuals(self, batch) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Unweighted mean-square loss terms on a sampled batch."""
 
+    @abc.abstractmethod
     def density(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Density at the points ``(t, x)``."""
 
     # -- shared -----------------------------------------------------------------------
     @property

@@ -45,6 +45,7 @@ step (so all ranks take identical steps), the generator is seeded with
 """
 from __future__ import annotations
 
+import abc
 import copy
 import json
 import logging
@@ -73,11 +74,12 @@ __all__ = ["Constant", "Cosine", "StepDecay", "SCHEDULES", "TrainConfig", "Train
 
 
 # ---- learning-rate schedules ------------------------------------------------------------------
-class _Schedule:
+class _Schedule(abc.ABC):
     """Multiplicative factor of the base learning rate at (0-based) step ``step``."""
 
-    def factor(self, step: int, total_steps: int) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def factor(self, step: int, total_steps: int) -> float:
+        """The factor for update ``step`` of ``total_steps``."""
 
     def scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int) -> LambdaLR:
         """``LambdaLR`` giving ``lr * factor(step, total_steps)`` for update ``step``."""
