@@ -39,6 +39,8 @@ class Measured:
     device: str = option("", doc="where it ran")
     date: str = option("", doc="when")
     train_time_s: Optional[float] = option(None, doc="training time")
+    steps: Optional[int] = option(None, doc="training steps reached")
+    note: str = option("", doc="anything that qualifies the number (e.g. a run cut short)")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,8 @@ class Report:
                  f"  {e.metric} = {self.value:.3e}   {e.expect} {self.tolerance:.1e}",
                  f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}"]
         if e.measured is not None and not self.quick:
-            lines.append(f"  last committed full-size measurement: {e.measured.value:.3e} ({e.measured.device})")
+            m = e.measured
+            lines.append(f"  committed measurement: {m.value:.3e} ({m.device}{', ' + m.note if m.note else ''})")
         return "\n".join(lines)
 
 
