@@ -98,7 +98,7 @@ class APNNSolver:
         for k, v in hist.get("extra", {}).items():
             if all(isinstance(e, (int, float)) for e in v):
                 curves[f"monitor_{k}"] = np.asarray(v, dtype=np.float64)
-        metrics = {"train_time_s": wall, "steps": int(hist["steps"][-1]) if len(hist["steps"]) else 0,
+        metrics = {"train_time_s": wall, "steps": int(trainer.step),
                    "final_loss": float(hist["loss"][-1]) if len(hist["loss"]) else float("nan"),
                    "parameters": sum(p.numel() for p in model.parameters())}
         return {"fields": {"rho": rho}, "metrics": metrics, "history": curves,
