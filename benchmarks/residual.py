@@ -17,7 +17,7 @@ allocated on the GPU, peak RSS (VmHWM, includes the ~0.3 GB of the interpreter a
 torch) of a fresh subprocess per variant on the CPU.
 
     python benchmarks/residual.py                 # CPU (and GPU when present)
-    python benchmarks/residual.py --device cuda --steps 50
+    python benchmarks/residual.py --device cuda --steps 50 --forward --compile
 """
 from __future__ import annotations
 
@@ -40,12 +40,14 @@ def make_problem(nodes: int):
         zero_initial_density=True)
 
 
-def make_model(width: int, nodes: int, device, seed=0):
+def make_model(width: int, nodes: int, device, seed=0, engine="reverse"):
+    from sciml.residual import ENGINES
     from sciml.solvers.apnn_lt import EvenOdd, NetSpec, PointSpec
 
     torch.manual_seed(seed)
     return EvenOdd(make_problem(nodes), net=NetSpec(width=width, depth=4), rho_net=NetSpec(width=width, depth=4),
-                   points=PointSpec(interior=512, boundary=512, initial=512), positive=True).to(device)
+                   points=PointSpec(interior=512, boundary=512, initial=512), positive=True,
+                   engine=ENGINES[engine]()).to(device)
 
 
 def plain_terms(m, batch):
@@ -129,7 +131,8 @@ def _peak_rss_mib() -> float:
 
 def run_variant(variant, width, nodes, device, steps, q=None):
     dev = torch.device(device)
-    m = make_model(width, nodes, dev)
+    engine = "forward" if "forward" in variant else "reverse"
+    m = make_model(width, nodes, dev, engine=engine)
     opt = torch.optim.Adam(m.parameters(), 1e-3)
     batches = [_batch(m, s) for s in range(4)]
 
@@ -140,7 +143,7 @@ def run_variant(variant, width, nodes, device, steps, q=None):
         return sum(plain_terms(m, b).values())
 
     fn = loss_ours if variant.startswith("ours") else loss_plain
-    if variant == "ours+compile":
+    if variant.endswith("+compile"):
         fn = torch.compile(loss_ours, dynamic=False)
 
     def step(i):
@@ -188,6 +191,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=30)
     ap.add_argument("--widths", default="128,256")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile of our loss")
+    ap.add_argument("--forward", action="store_true", help="also time our loss with the forward-mode engine")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
@@ -200,7 +204,8 @@ def main():
                   f"{max(v for k, v in eq.items() if k != 'grad_rel_diff'):.1e}, gradient {eq['grad_rel_diff']:.1e}")
             assert worst < 1e-3, f"ours and plain disagree: {eq}"
             steps = args.steps or (100 if device == "cuda" else 10)
-            variants = ["plain", "ours"] + (["ours+compile"] if args.compile else [])
+            variants = ["plain", "ours"] + (["ours-forward"] if args.forward else []) \
+                + (["ours+compile"] if args.compile else [])
             res = {v: measure(v, width, args.nodes, device, steps) for v in variants}
             for v, r in res.items():
                 r["ratio_vs_plain"] = r["steps_per_s"] / res["plain"]["steps_per_s"]
