@@ -15,8 +15,8 @@ import torch
 
 from .config import load_run
 from .config.expr import Expression
-from .config.problem import (APNNSolverSpec, ConstantSchedule, CosineSchedule, DirichletBC, InflowBC,
-                             LinearTransportSpec, PeriodicBC, ReferenceSolverSpec, StepSchedule)
+from .config.problem import (APNNSolverSpec, CosineSchedule, DirichletBC, InflowBC,
+                             LinearTransportSpec, ReferenceSolverSpec, StepSchedule)
 from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
 from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
 from .residual import ENGINES
@@ -98,6 +98,14 @@ def output_times(spec, t0: float, t_end: float) -> np.ndarray:
     return t0 + (t_end - t0) * np.array([0.25, 0.5, 0.75, 1.0])
 
 
+def _error_monitor(times, x, ref):
+    """``rho -> {"rel_l2_rho": ...}`` against the reference, for logging during training."""
+    def monitor(rho):
+        m, _ = density_metrics(times, x, rho, ref)
+        return {k: v for k, v in m.items() if k == "rel_l2_rho"}
+    return monitor
+
+
 # ---- the entry point -----------------------------------------------------------------------
 def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
           overrides: Sequence[str] | Mapping[str, Any] = (), out: str | Path | None = None,
@@ -132,11 +140,7 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
         ref = None
 
     train_dir = Path(out) / "train" if out is not None else None
-    monitor = None
-    if ref is not None:
-        def monitor(rho):
-            m, _ = density_metrics(times, x, rho, ref)
-            return {k: v for k, v in m.items() if k == "rel_l2_rho"}
+    monitor = _error_monitor(times, x, ref) if ref is not None else None
     res = solver_obj.solve(problem, times=times, x=x, out_dir=train_dir, resume=resume, progress=progress,
                            monitor=monitor)
     metrics = dict(res["metrics"])

@@ -1,14 +1,13 @@
 """APNN formulations for linear transport: residual formulas on an exact solution,
 exact constraints, and short trainings (AP formulation learns the diffusion limit,
 the plain PINN does not)."""
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import sciml
 from sciml.api import build_linear_transport
 from sciml.config import load_run
+from sciml.domain import Uniform
 from sciml.solvers.apnn_lt import FORMULATIONS, EvenOdd, MicroMacro, NetSpec, PointSpec
 
 # f = t + 3/2 x^2 - 3 eps v x + eps^2 (3 v^2 - 1) solves eps f_t + v f_x = (<f> - f)/eps
@@ -59,7 +58,7 @@ def _exact_fields(m, eps):
 def test_every_residual_vanishes_on_an_exact_solution(name, eps):
     prob = exact_problem(eps)
     m = FORMULATIONS[name](prob, net=NetSpec(width=4, depth=1), points=PointSpec(64, 32, 32),
-                           sampler=__import__("sciml").domain.Uniform(dtype=torch.float64), relax_initial=False)
+                           sampler=Uniform(dtype=torch.float64), relax_initial=False)
     m = m.double()
     _exact_fields(m, eps)
     terms = m.residuals(m.sample(torch.Generator().manual_seed(0)))
@@ -68,7 +67,7 @@ def test_every_residual_vanishes_on_an_exact_solution(name, eps):
         assert float(v) < 1e-24, (k, float(v))
     # and a perturbed solution is detected by the interior residuals
     m2 = FORMULATIONS[name](prob, net=NetSpec(width=4, depth=1), points=PointSpec(64, 32, 32),
-                            sampler=__import__("sciml").domain.Uniform(dtype=torch.float64),
+                            sampler=Uniform(dtype=torch.float64),
                             relax_initial=False).double()
     _exact_fields(m2, eps)
     if hasattr(m2, "rho"):
@@ -104,7 +103,6 @@ def test_plain_pinn_loss_cannot_see_the_diffusion_limit():
     is O(eps) for ANY velocity-independent f, right or wrong, while the APNN
     conservation law rho_t + <v j_x> = 0 (with j = -v r_x from the j equation)
     rejects a density that does not solve rho_t = rho_xx / 3."""
-    from sciml.domain import Uniform
     from sciml.solvers.apnn_lt import PINN
     eps = 1e-8
     prob = exact_problem(eps)

@@ -2,6 +2,7 @@
 trainer, report the density on the output grid."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..domain import SAMPLERS
 from ..physics.linear_transport import LinearTransportProblem
-from ..residual import ENGINES
 from ..train import Trainer
 from .apnn_lt import FORMULATIONS as LT_FORMULATIONS
 from .apnn_lt import NetSpec, PointSpec
@@ -83,9 +82,8 @@ class APNNSolver:
         tt = torch.as_tensor(times, device=device, dtype=self.dtype)
         xx = torch.as_tensor(x, device=device, dtype=self.dtype)
         callbacks = [_Monitor(model, tt, xx, monitor)] if monitor is not None else []
-        trainer = Trainer(model, model.loss, config=self.train, out_dir=out_dir, callbacks=callbacks)
-        if not progress:
-            trainer.config.progress = False
+        config = dataclasses.replace(self.train, progress=self.train.progress and progress)
+        trainer = Trainer(model, model.loss, config=config, out_dir=out_dir, callbacks=callbacks)
         t0 = time.perf_counter()
         history = trainer.fit(resume=resume)
         wall = time.perf_counter() - t0

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import abc
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..domain import Box, Interval, Uniform
+from ..domain import Interval, Uniform
 from ..nn import Even, Exp, Identity, Odd, TimesExp, build_field
-from ..physics.linear_transport import Inflow, LinearTransportProblem, Periodic
+from ..physics.linear_transport import Inflow, LinearTransportProblem
 from ..residual import QuadratureProduct, derivatives
 
 
