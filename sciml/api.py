@@ -15,15 +15,16 @@ import torch
 
 from .config import load_run
 from .config.expr import Expression
-from .config.problem import (APNNSolverSpec, CosineSchedule, DirichletBC, InflowBC,
+from .config.problem import (APNNSolverSpec, BGKSpec, CosineSchedule, DirichletBC, InflowBC,
                              LinearTransportSpec, ReferenceSolverSpec, StepSchedule)
 from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
+from .physics.bgk import BGKProblem, MaxwellianWall
 from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
 from .residual import ENGINES
 from .solvers.apnn import APNNSolver
 from .solvers.apnn_lt import NetSpec, PointSpec
 from .solvers.base import Solution
-from .solvers.compare import DensityReference, density_metrics
+from .solvers.compare import FieldReference, field_metrics
 from .solvers.reference import ReferenceSolver
 from .train import TrainConfig
 from .train import Constant, Cosine, StepDecay
@@ -55,7 +56,26 @@ def build_linear_transport(spec: LinearTransportSpec) -> LinearTransportProblem:
         zero_initial_density=zero)
 
 
-PROBLEM_BUILDERS = {LinearTransportSpec: build_linear_transport}
+def _number_or_expr(text: str, variables):
+    expr = Expression(text, variables)
+    if expr.is_constant:
+        return float(np.asarray(expr(**{v: np.zeros(1) for v in variables})).reshape(-1)[0])
+    return expr
+
+
+def build_bgk(spec: BGKSpec) -> BGKProblem:
+    def wall(b):
+        return MaxwellianWall(rho=_number_or_expr(b.rho, ("t",)), u=_number_or_expr(b.u, ("t",)),
+                              T=_number_or_expr(b.T, ("t",)))
+
+    ini = spec.initial
+    return BGKProblem(eps=spec.eps, domain=Box.of(t=spec.t, x=spec.x),
+                      velocity=VelocitySpace.gauss_legendre(spec.v[0], spec.v[1], spec.velocity_nodes),
+                      rho0=Expression(ini.rho, ("x",)), u0=Expression(ini.u, ("x",)), T0=Expression(ini.T, ("x",)),
+                      left=wall(spec.boundary.left), right=wall(spec.boundary.right))
+
+
+PROBLEM_BUILDERS = {LinearTransportSpec: build_linear_transport, BGKSpec: build_bgk}
 
 
 # ---- solvers -------------------------------------------------------------------------------
@@ -86,7 +106,7 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
 
 
 def build_reference(spec: ReferenceSolverSpec, *, device: str | None = None) -> ReferenceSolver:
-    return ReferenceSolver(nx=spec.nx, nv=spec.nv, dt=spec.dt)
+    return ReferenceSolver(nx=spec.nx, nv=spec.nv, dt=spec.dt, cfl=spec.cfl, limiter=spec.limiter)
 
 
 SOLVER_BUILDERS = {APNNSolverSpec: build_apnn, ReferenceSolverSpec: build_reference}
@@ -99,10 +119,11 @@ def output_times(spec, t0: float, t_end: float) -> np.ndarray:
 
 
 def _error_monitor(times, x, ref):
-    """``rho -> {"rel_l2_rho": ...}`` against the reference, for logging during training."""
-    def monitor(rho):
-        m, _ = density_metrics(times, x, rho, ref)
-        return {k: v for k, v in m.items() if k == "rel_l2_rho"}
+    """``fields -> {"rel_l2_rho": ..., ...}`` at the final time against the reference,
+    for logging during training."""
+    def monitor(fields):
+        m, _ = field_metrics(times, x, fields, ref)
+        return {f"rel_l2_{k}": m[f"rel_l2_{k}"] for k in ref.fields if f"rel_l2_{k}" in m}
     return monitor
 
 
@@ -124,20 +145,28 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     output = cfg.output
     problem = PROBLEM_BUILDERS[type(cfg.problem)](cfg.problem)
     if getattr(cfg.solver, "velocity_nodes", None):
-        problem = dataclasses.replace(problem, velocity=VelocitySpace.gauss_legendre(-1.0, 1.0, cfg.solver.velocity_nodes))
+        vel = problem.velocity
+        problem = dataclasses.replace(problem, velocity=VelocitySpace.gauss_legendre(vel.lo, vel.hi,
+                                                                                     cfg.solver.velocity_nodes))
     times = output_times(output, cfg.problem.t[0], cfg.problem.t[1])
     x = cell_centres(problem.domain["x"], output.nx).numpy()
     solver_obj = SOLVER_BUILDERS[type(cfg.solver)](cfg.solver, device=device)
 
-    # the reference: published data when the problem names it, else our classical solver
+    # the reference: the data file when the problem names one, else our classical solver;
+    # published data named by reference.published are compared too (metrics published_*)
+    def npz(name, label):
+        return FieldReference.from_npz(run.base_dir / name, x_range=cfg.problem.x, t_end=cfg.problem.t[1],
+                                       label=label)
+
     if cfg.reference.data is not None:
-        ref = DensityReference.from_npz(run.base_dir / cfg.reference.data, x_range=cfg.problem.x,
-                                        t_end=cfg.problem.t[1], label="published")
+        ref = npz(cfg.reference.data, "published")
     elif not isinstance(solver_obj, ReferenceSolver):
-        r = ReferenceSolver().solve(problem, times=times, x=x)
-        ref = DensityReference(times, x, r["fields"]["rho"], label="reference solver")
+        r = ReferenceSolver().solve(problem, times=times, x=x, progress=False)
+        ref = FieldReference(times, x, {k: v for k, v in r["fields"].items() if k in ("rho", "momentum", "energy")},
+                             label="reference solver")
     else:
         ref = None
+    published = npz(cfg.reference.published, "published") if cfg.reference.published is not None else None
 
     train_dir = Path(out) / "train" if out is not None else None
     monitor = _error_monitor(times, x, ref) if ref is not None else None
@@ -146,12 +175,14 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     metrics = dict(res["metrics"])
     reference = {}
     if ref is not None:
-        m, full = density_metrics(times, x, res["fields"]["rho"], ref)
+        m, reference = field_metrics(times, x, res["fields"], ref)
         metrics.update(m)
         metrics["reference"] = ref.label
-        reference = {"rho": full}
+    if published is not None:
+        m, _ = field_metrics(times, x, res["fields"], published)
+        metrics.update({f"published_{k}": v for k, v in m.items()})
     sol = Solution(solver=solver_obj.name, grid={"t": times, "x": x}, fields=res["fields"],
-                   dims={"rho": ("t", "x")}, metrics=metrics, reference=reference, history=res["history"],
+                   dims={k: ("t", "x") for k in res["fields"]}, metrics=metrics, reference=reference, history=res["history"],
                    config_text=run.yaml_text, meta={**res["meta"], "problem": cfg.problem.name})
     if out is not None:
         sol.save(out)

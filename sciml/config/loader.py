@@ -15,7 +15,7 @@ import yaml
 
 from .errors import ConfigError
 from .expr import parse_expression
-from .problem import RunConfig
+from .problem import FORMULATIONS_BY_EQUATION, RunConfig
 from .schema import apply_overrides, build, to_dict
 
 
@@ -110,6 +110,10 @@ EXPRESSIONS = {
         (("problem", "boundary", "left", "rho"), ("t",)),
         (("problem", "boundary", "right", "rho"), ("t",)),
     ],
+    "bgk": [
+        *[(("problem", "initial", k), ("x",)) for k in ("rho", "u", "T")],
+        *[(("problem", "boundary", side, k), ("t",)) for side in ("left", "right") for k in ("rho", "u", "T")],
+    ],
 }
 
 
@@ -136,11 +140,21 @@ def _check_output(config: RunConfig, source: str) -> None:
                               source=source)
 
 
+def _check_formulation(config: RunConfig, source: str) -> None:
+    formulation = getattr(config.solver, "formulation", None)
+    if formulation is None:
+        return
+    allowed = FORMULATIONS_BY_EQUATION[config.problem.equation]
+    if formulation not in allowed:
+        raise ConfigError("solver.formulation", f"{formulation!r} does not solve the {config.problem.equation} "
+                                                f"equation; allowed: {', '.join(allowed)}", source=source)
+
+
 def _check_files(config: RunConfig, base_dir: Path, source: str) -> None:
-    if config.reference.data is not None:
-        p = (base_dir / config.reference.data)
-        if not p.is_file():
-            raise ConfigError("reference.data", f"file not found: {p}", source=source)
+    for key in ("data", "published"):
+        name = getattr(config.reference, key)
+        if name is not None and not (base_dir / name).is_file():
+            raise ConfigError(f"reference.{key}", f"file not found: {base_dir / name}", source=source)
 
 
 def load_run(config: str | Path | Mapping, *, solver: str | None = None,
@@ -173,4 +187,5 @@ def load_run(config: str | Path | Mapping, *, solver: str | None = None,
     _check_expressions(resolved, source)
     _check_files(cfg, base_dir, source)
     _check_output(cfg, source)
+    _check_formulation(cfg, source)
     return LoadedRun(cfg, resolved, base_dir, source)

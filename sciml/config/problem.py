@@ -85,14 +85,55 @@ class LinearTransportSpec:
     boundary: Boundaries = option(doc="boundary conditions")
 
 
-ProblemSpec = LinearTransportSpec
+@dataclass(frozen=True)
+class MaxwellianBC:
+    kind: Literal["maxwellian"]
+    rho: str = option(doc="wall density, a number or an expression in t")
+    u: str = option("0", doc="wall velocity, a number or an expression in t")
+    T: str = option(doc="wall temperature (> 0), a number or an expression in t")
+
+
+@dataclass(frozen=True)
+class BGKBoundaries:
+    left: MaxwellianBC = option(doc="left wall x = x[0]: incoming f is the Maxwellian of this state")
+    right: MaxwellianBC = option(doc="right wall x = x[1]: incoming f is the Maxwellian of this state")
+
+
+@dataclass(frozen=True)
+class MacroInitial:
+    rho: str = option(doc="initial density rho0(x) > 0, an expression in x")
+    u: str = option("0", doc="initial velocity u0(x), an expression in x")
+    T: str = option(doc="initial temperature T0(x) > 0, an expression in x")
+
+
+@dataclass(frozen=True)
+class BGKSpec:
+    equation: Literal["bgk"]
+    name: str = option(doc="problem name (used in titles and file names)")
+    eps: float = option(doc="Knudsen number eps", min=1e-12, max=1e3)
+    t: tuple[float, float] = option(doc="time interval [t0, t_end]", check=_interval)
+    x: tuple[float, float] = option((-0.5, 0.5), doc="space interval [a, b]", check=_interval)
+    v: tuple[float, float] = option((-10.0, 10.0), doc="truncated velocity interval [vmin, vmax]", check=_interval)
+    velocity_nodes: int = option(64, doc="Gauss-Legendre nodes on v", min=2, max=4096)
+    initial: MacroInitial = option(doc="initial macroscopic state; f0 is its Maxwellian")
+    boundary: BGKBoundaries = option(doc="Maxwellian walls")
+
+
+ProblemSpec = Union[LinearTransportSpec, BGKSpec]
+
+# learned formulations allowed for each equation (the solvers register the same names;
+# tests/test_config_schema.py checks the two agree)
+FORMULATIONS_BY_EQUATION = {"linear_transport": ("even_odd", "micro_macro", "pinn"), "bgk": ("conservation",)}
 
 
 # ---- reference data and output -----------------------------------------------------------
 @dataclass(frozen=True)
 class ReferenceSpec:
-    data: Optional[str] = option(None, doc="published reference density (.npz with macro_frames [, t, x]), "
-                                           "path relative to the problem file")
+    data: Optional[str] = option(None, doc="published reference data (.npz: macro_frames [, t, x] for "
+                                           "linear transport; density, momentum, energy for bgk), path relative to "
+                                           "the problem file")
+    published: Optional[str] = option(None, doc="published data compared besides the reference (metrics "
+                                                "published_*), same formats, path relative to the problem file")
     source: str = option("", doc="where the reference data comes from")
 
 
@@ -161,10 +202,12 @@ class APNNSolverSpec:
     velocity_nodes: Optional[int] = option(None, doc="Gauss-Legendre nodes on [-1, 1] replacing the problem's "
                                                      "(even; even_odd evaluates only the positive half)", min=2,
                                            max=4096, check=_even)
-    formulation: Literal["even_odd", "micro_macro", "pinn"] = option(
-        "even_odd", doc="even_odd / micro_macro: asymptotic preserving; pinn: the plain baseline")
+    formulation: Literal["even_odd", "micro_macro", "pinn", "conservation"] = option(
+        "even_odd", doc="linear transport: even_odd / micro_macro (asymptotic preserving), pinn (the plain "
+                        "baseline); bgk: conservation")
     network: NetworkSpec = option(NetworkSpec(), doc="network of the kinetic unknowns (r and j, g, or f)")
-    density_network: Optional[NetworkSpec] = option(None, doc="network of the density rho (default: as network)")
+    density_network: Optional[NetworkSpec] = option(None, doc="network of each macroscopic unknown (rho; for bgk "
+                                                              "also u and T) (default: as network)")
     positive: bool = option(False, doc="positive transforms (exp) for the unknowns known to be >= 0")
     relax_initial: Optional[bool] = option(None, doc="impose the relaxed initial data f(0+) = rho0 instead of f0 "
                                                      "(default: when eps^2 < 1e-6 t_end, the initial layer is "
@@ -186,6 +229,8 @@ class ReferenceSolverSpec:
     nv: int = option(128, doc="Gauss-Legendre velocities (even)", min=2, max=4096,
                      check=_even)
     dt: Optional[float] = option(None, doc="time step (default: automatic)", min=0.0, min_exclusive=True)
+    cfl: float = option(0.5, doc="CFL number of explicit transport (bgk)", min=0.0, max=1.0, min_exclusive=True)
+    limiter: Literal["minmod", "van_leer"] = option("minmod", doc="slope limiter of the MUSCL reconstruction (bgk)")
 
 
 SolverSpec = Union[APNNSolverSpec, ReferenceSolverSpec]

@@ -94,6 +94,40 @@ class Affine:
         return self.offset + self.scale * y
 
 
+@dataclass(frozen=True, eq=False)
+class Walls:
+    """Exact values at the walls ``x = a`` and ``x = b``:
+
+        y -> g_a(t) (b - x)/L + g_b(t) (x - a)/L + 4 (x - a)(b - x)/L^2 y,   L = b - a,
+
+    so the field equals ``g_a`` at ``a`` and ``g_b`` at ``b`` for any network output
+    ``y`` (the construction of Jin, Ma, Wu, arXiv 2306.15381, for the BGK macroscopic
+    unknowns). ``log=True`` blends ``log g`` and exponentiates: positive and exact.
+    ``left``/``right``: numbers or callables of the tensor ``t``."""
+
+    a: float
+    b: float
+    left: Callable | float
+    right: Callable | float
+    log: bool = False
+    var: str = "x"
+    time: str = "t"
+
+    def _value(self, g, points):
+        t = points[self.time]
+        val = g(t) if callable(g) else torch.full_like(t, float(g))
+        val = torch.as_tensor(val, dtype=t.dtype, device=t.device).expand_as(t)
+        return torch.log(val) if self.log else val
+
+    def __call__(self, y, points):
+        x = points[self.var]
+        L = self.b - self.a
+        wa, wb = ((self.b - x) / L).unsqueeze(-1), ((x - self.a) / L).unsqueeze(-1)
+        out = wa * self._value(self.left, points).unsqueeze(-1) + wb * self._value(self.right, points).unsqueeze(-1) \
+            + 4.0 * wa * wb * y
+        return torch.exp(out) if self.log else out
+
+
 OUTPUTS = {"identity": Identity, "exp": Exp, "softplus": Softplus, "t_exp": TimesExp}
 
 

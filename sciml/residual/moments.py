@@ -46,8 +46,10 @@ class QuadratureProduct:
         return self.v.view(1, self.m, 1)
 
     def integrate(self, values: torch.Tensor, phi: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """``int phi(v) f dv`` for flat ``(N*M, k)`` or split ``(N, M, k)`` values -> ``(N, k)``."""
-        vals = values if values.dim() == 3 and values.shape[:2] == (self.n, self.m) else self.split(values)
+        """``int phi(v) f dv`` for flat ``(N*M, k)``, split ``(N, M, k)`` or ``(N, M)``
+        values -> ``(N, k)`` (``(N, 1)`` for ``(N, M)``)."""
+        split = values.dim() in (2, 3) and tuple(values.shape[:2]) == (self.n, self.m) and self.m > 1
+        vals = values if split else self.split(values)
         if vals.dim() == 2:
             vals = vals.unsqueeze(-1)
         w = self.velocity.weights(self.device, vals.dtype)

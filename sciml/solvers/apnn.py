@@ -1,5 +1,6 @@
 """APNN solver: build a formulation for the problem, train it with the shared
-trainer, report the density on the output grid."""
+trainer, report its observables (density; for BGK also momentum and energy) on
+the output grid."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,13 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..physics.bgk import BGKProblem
 from ..physics.linear_transport import LinearTransportProblem
 from ..train import Trainer
+from .apnn_bgk import FORMULATIONS as BGK_FORMULATIONS
 from .apnn_lt import FORMULATIONS as LT_FORMULATIONS
 from .apnn_lt import NetSpec, PointSpec
 
-# formulations by problem type: later equations (BGK, ...) register here
-FORMULATIONS = {LinearTransportProblem: LT_FORMULATIONS}
+# formulations by problem type: later equations register here
+FORMULATIONS = {LinearTransportProblem: LT_FORMULATIONS, BGKProblem: BGK_FORMULATIONS}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,14 +32,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 class _Monitor:
-    """Trainer callback: ``monitor(density on the output grid)`` at every logged step."""
+    """Trainer callback: ``monitor({name: field on the output grid})`` at every logged step."""
 
     def __init__(self, model, t, x, monitor):
         self.model, self.t, self.x, self.monitor = model, t, x, monitor
 
     def on_log(self, trainer, record):
-        rho = self.model.density_grid(self.t, self.x).double().cpu().numpy()
-        return {k: float(v) for k, v in self.monitor(rho).items()}
+        fields = {k: v.double().cpu().numpy() for k, v in self.model.observables_grid(self.t, self.x).items()}
+        return {k: float(v) for k, v in self.monitor(fields).items()}
 
 
 @dataclass
@@ -73,9 +76,10 @@ class APNNSolver:
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
               resume: bool = False, progress: bool = True, monitor=None) -> dict:
-        """Train and report the density on ``times x x``. ``monitor(rho) -> dict``, when
-        given, is evaluated on the output grid at every logged step (e.g. the error
-        against the reference), and its values go to ``metrics.jsonl`` and the history."""
+        """Train and report the observables on ``times x x``. ``monitor(fields) -> dict``,
+        when given, is evaluated on the output grid at every logged step (e.g. the
+        error against the reference), and its values go to ``metrics.jsonl`` and the
+        history."""
         device = resolve_device(self.device)
         torch.manual_seed(self.train.seed)
         model = self.build(problem, device)
@@ -88,7 +92,7 @@ class APNNSolver:
         history = trainer.fit(resume=resume)
         wall = time.perf_counter() - t0
         model.eval()
-        rho = model.density_grid(tt, xx).double().cpu().numpy()
+        fields = {k: v.double().cpu().numpy() for k, v in model.observables_grid(tt, xx).items()}
         hist = history.to_dict()
         curves = {"step": np.asarray(hist["steps"]), "loss": np.asarray(hist["loss"])}
         for k, v in hist.get("terms", {}).items():
@@ -99,6 +103,7 @@ class APNNSolver:
         metrics = {"train_time_s": wall, "steps": int(trainer.step),
                    "final_loss": float(hist["loss"][-1]) if len(hist["loss"]) else float("nan"),
                    "parameters": sum(p.numel() for p in model.parameters())}
-        return {"fields": {"rho": rho}, "metrics": metrics, "history": curves,
+        metrics.update(model.diagnostics(tt, xx))
+        return {"fields": fields, "metrics": metrics, "history": curves,
                 "meta": {"device": str(device), "dtype": str(self.dtype).replace("torch.", ""),
                          "seed": self.train.seed}}

@@ -30,16 +30,16 @@ mean square; the total is ``sum_k w_k * term_k``.
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..domain import Interval, Uniform
 from ..nn import Even, Exp, Identity, Odd, TimesExp, build_field
 from ..physics.linear_transport import Inflow, LinearTransportProblem
 from ..residual import QuadratureProduct, derivatives
+from .formulation import Formulation
+from .formulation import mean_square as _ms
 
 
 @dataclass(frozen=True)
@@ -61,27 +61,17 @@ def _kw(spec: NetSpec) -> dict:
     return dict(arch=spec.arch, width=spec.width, depth=spec.depth, act=spec.act)
 
 
-def _ms(r: torch.Tensor) -> torch.Tensor:
-    return r.pow(2).mean()
-
-
-class LTFormulation(nn.Module, abc.ABC):
-    """Shared machinery: sampling, boundary/initial data, density on a grid."""
-
-    default_weights: dict[str, float] = {}
+class LTFormulation(Formulation):
+    """Shared machinery: sampling, boundary/initial data."""
 
     def __init__(self, problem: LinearTransportProblem, *, net: NetSpec = NetSpec(), rho_net: NetSpec | None = None,
                  points: PointSpec = PointSpec(), weights: dict[str, float] | None = None, sampler=Uniform(),
                  engine=None, positive: bool = False, relax_initial: bool | None = None):
-        super().__init__()
+        super().__init__(weights)
         self.problem = problem
         self.points = points
         self.sampler = sampler
         self.engine = engine
-        unknown = set(weights or {}) - set(self.default_weights)
-        if unknown:
-            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; allowed: {sorted(self.default_weights)}")
-        self.weights = {**self.default_weights, **(weights or {})}
         self.eps = float(problem.eps)
         self.tx = problem.domain
         self.vint = problem.velocity_interval
@@ -108,17 +98,13 @@ class LTFormulation(nn.Module, abc.ABC):
         return build_field(self.tx.intervals, output=out, **_kw(spec))
 
     @abc.abstractmethod
-    def residuals(self, batch) -> dict[str, torch.Tensor]:
-        """Unweighted mean-square loss terms on a sampled batch."""
-
-    @abc.abstractmethod
     def density(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Density at the points ``(t, x)``."""
 
+    def observables(self, t, x):
+        return {"rho": self.density(t, x)}
+
     # -- shared -----------------------------------------------------------------------
-    @property
-    def device(self):
-        return next(self.parameters()).device
 
     # wall and initial points: "speeds" pairs each (t) or (x) point with a sampled
     # speed |v| in (0, vmax] (one network evaluation per point: the authors' choice,
@@ -140,11 +126,6 @@ class LTFormulation(nn.Module, abc.ABC):
             batch["right"] = self.sampler.sample(box.face("x", "hi"), p.boundary, generator)
         return batch
 
-    def loss(self, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Weighted loss terms for the trainer (points resampled every call)."""
-        terms = self.residuals(self.sample(generator))
-        return {k: self.weights[k] * v for k, v in terms.items()}
-
     def _data(self, fn, dtype, device, **cols):
         out = fn(**cols)
         shape = torch.broadcast_shapes(*[c.shape for c in cols.values()])
@@ -162,14 +143,6 @@ class LTFormulation(nn.Module, abc.ABC):
             rho0 = self.problem.initial_density(x.reshape(-1)).reshape(x.shape)
             return torch.broadcast_to(rho0, torch.broadcast_shapes(x.shape, v.shape))
         return self._data(self.problem.f0, x.dtype, x.device, x=x, v=v)
-
-    @torch.no_grad()
-    def density_grid(self, t: torch.Tensor, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-        """Density on the tensor grid ``t x x`` -> ``(n_t, n_x)``."""
-        tt, xx = torch.meshgrid(t, x, indexing="ij")
-        tt, xx = tt.reshape(-1), xx.reshape(-1)
-        out = [self.density(tt[i:i + chunk], xx[i:i + chunk]) for i in range(0, tt.numel(), chunk)]
-        return torch.cat(out).reshape(len(t), len(x))
 
     def _wall_terms(self, f_at, batch) -> dict[str, torch.Tensor]:
         """Boundary and initial mismatch for ``wall_velocities == "speeds"``.

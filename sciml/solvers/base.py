@@ -11,6 +11,12 @@ import numpy as np
 from ..io import write_result
 
 
+# figure file and axis label of each field
+FIGURE_NAMES = {"rho": "density"}
+FIELD_LABELS = {"rho": "density rho", "momentum": "momentum rho u", "energy": "energy E", "u": "velocity u",
+                "T": "temperature T"}
+
+
 def rel_l2(pred: np.ndarray, ref: np.ndarray) -> float:
     """Relative L2 error ``||pred - ref|| / ||ref||`` (discrete, equal weights)."""
     pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
@@ -51,17 +57,21 @@ class Solution:
 
         fig_dir = Path(fig_dir)
         paths = []
-        if "rho" in self.fields and {"t", "x"} <= set(self.grid):
+        if {"t", "x"} <= set(self.grid):
             t, x = self.grid["t"], self.grid["x"]
-            ref = self.reference.get("rho")
-            if ref is not None and ref.shape != self.fields["rho"].shape:
-                ref = None
-            title = f"{self.meta.get('problem', '')} ({self.solver})"
-            if "rel_l2_rho" in self.metrics:
-                title += f", rel. L2 = {self.metrics['rel_l2_rho']:.2e}"
-            paths.append(profiles(fig_dir / "density.png", x, list(t), self.fields["rho"], reference=ref,
-                                  label=self.solver, ref_label=str(self.metrics.get("reference", "reference")),
-                                  title=title))
+            for name, values in self.fields.items():
+                if self.dims.get(name) != ("t", "x"):
+                    continue
+                ref = self.reference.get(name)
+                if ref is not None and (ref.shape != values.shape or np.isnan(ref).all()):
+                    ref = None
+                title = f"{self.meta.get('problem', '')} ({self.solver}): {FIELD_LABELS.get(name, name)}"
+                if f"rel_l2_{name}" in self.metrics:
+                    title += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
+                paths.append(profiles(fig_dir / f"{FIGURE_NAMES.get(name, name)}.png", x, list(t), values,
+                                      reference=ref, label=self.solver,
+                                      ref_label=str(self.metrics.get("reference", "reference")), title=title,
+                                      ylabel=FIELD_LABELS.get(name, name)))
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
             terms.update({f"{k[8:]} (vs reference)": v for k, v in self.history.items() if k.startswith("monitor_")})

@@ -1,5 +1,5 @@
-"""Comparison of a computed density with reference data (published files or our
-classical solver), on the output grid."""
+"""Comparison of computed fields (density, momentum, energy, ...) with reference
+data (published files or our classical solver), on the output grid."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,62 +9,84 @@ import numpy as np
 
 from .base import rel_l2
 
+# names used in the APNN authors' BGK files -> our field names
+_NPZ_FIELDS = {"density": "rho", "momentum": "momentum", "energy": "energy"}
+
 
 @dataclass(frozen=True)
-class DensityReference:
-    """Reference density frames ``rho`` (n_t, n_x) at times ``t`` on cells ``x``."""
+class FieldReference:
+    """Reference frames ``fields[name]`` of shape (n_t, n_x) at times ``t`` on cells ``x``."""
 
     t: np.ndarray
     x: np.ndarray
-    rho: np.ndarray
+    fields: dict
     label: str = "reference"
 
     @classmethod
     def from_npz(cls, path: str | Path, *, x_range: tuple[float, float], t_end: float, label: str = "published"):
-        """Read the APNN authors' format: ``macro_frames`` either ``(n_t, n_x)`` with
-        ``t`` and ``x``, or ``(n_x, 1)`` at ``t_end`` on cell centres of ``x_range``
-        (the files store no grid then; cell centres are what matches, see
-        data/apnns/README.md)."""
-        d = np.load(path)
-        frames = np.asarray(d["macro_frames"], dtype=np.float64)
-        if "t" in d.files:
-            t = np.asarray(d["t"], dtype=np.float64)
-            x = np.asarray(d["x"], dtype=np.float64)
-        else:
-            frames = frames.reshape(1, -1)
-            n = frames.shape[1]
-            a, b = x_range
-            x = a + (b - a) * (np.arange(n) + 0.5) / n
-            t = np.array([t_end])
-        return cls(t, x, frames, label)
+        """Read the APNN authors' formats (see data/apnns/README.md):
 
-    def on(self, times: np.ndarray, x: np.ndarray, tol: float = 1e-9) -> tuple[list[int], np.ndarray]:
+        * linear transport: ``macro_frames`` either ``(n_t, n_x)`` with ``t`` and ``x``,
+          or ``(n_x, 1)`` at ``t_end`` on the cell centres of ``x_range``;
+        * BGK: ``density``, ``momentum``, ``energy`` of shape ``(n_x,)`` at ``t_end``, or
+          ``(n_x, n_s)`` snapshots whose last column is at ``t_end`` (the files do not
+          store the other snapshots' times, so only the last one is used),
+          on the cell centres of ``x_range``.
+        """
+        d = np.load(path)
+        a, b = x_range
+        if "macro_frames" in d.files:
+            frames = np.asarray(d["macro_frames"], dtype=np.float64)
+            if "t" in d.files:
+                return cls(np.asarray(d["t"], np.float64), np.asarray(d["x"], np.float64), {"rho": frames}, label)
+            fields = {"rho": frames.reshape(1, -1)}
+        else:
+            present = [k for k in _NPZ_FIELDS if k in d.files]
+            if not present:
+                raise ValueError(f"{path}: expected 'macro_frames' or any of {sorted(_NPZ_FIELDS)}, "
+                                 f"found {sorted(d.files)}")
+            fields = {}
+            for k in present:
+                arr = np.asarray(d[k], dtype=np.float64)
+                fields[_NPZ_FIELDS[k]] = (arr[:, -1] if arr.ndim == 2 else arr).reshape(1, -1)
+        n = next(iter(fields.values())).shape[1]
+        x = a + (b - a) * (np.arange(n) + 0.5) / n
+        return cls(np.array([t_end]), x, fields, label)
+
+    def on(self, times: np.ndarray, x: np.ndarray, tol: float = 1e-9) -> tuple[list[int], dict[str, np.ndarray]]:
         """Reference at those output times it holds (indices into ``times``), linearly
         interpolated in x when the grids differ."""
-        idx, rows = [], []
+        idx, rows = [], {k: [] for k in self.fields}
+        regrid = len(self.x) != len(x) or not np.allclose(self.x, x, rtol=0, atol=1e-12)
         for i, ti in enumerate(times):
             k = int(np.argmin(np.abs(self.t - ti)))
             if abs(self.t[k] - ti) <= tol * max(1.0, abs(ti)):
-                row = self.rho[k]
-                if len(self.x) != len(x) or not np.allclose(self.x, x, rtol=0, atol=1e-12):
-                    row = np.interp(x, self.x, row)
                 idx.append(i)
-                rows.append(row)
-        return idx, (np.stack(rows) if rows else np.zeros((0, len(x))))
+                for name, frames in self.fields.items():
+                    row = frames[k]
+                    rows[name].append(np.interp(x, self.x, row) if regrid else row)
+        return idx, {k: (np.stack(v) if v else np.zeros((0, len(x)))) for k, v in rows.items()}
 
 
-def density_metrics(times: np.ndarray, x: np.ndarray, rho: np.ndarray, ref: DensityReference) -> tuple[dict, np.ndarray]:
-    """Relative L2 errors at every output time the reference holds; ``rel_l2_rho`` is
-    the one at the final output time (the number the APNN papers report). Returns
-    the metrics and the reference on the full output grid (NaN where absent)."""
+def field_metrics(times: np.ndarray, x: np.ndarray, fields: dict, ref: FieldReference) -> tuple[dict, dict]:
+    """Relative L2 errors of every field the reference holds, at every output time it
+    holds; ``rel_l2_<name>`` is the one at the final output time (the number the APNN
+    papers report). Returns the metrics and the reference on the full output grid
+    (NaN where absent), by field."""
     idx, rows = ref.on(times, x)
-    full = np.full_like(rho, np.nan, dtype=np.float64)
     metrics: dict[str, float] = {}
-    for i, row in zip(idx, rows):
-        full[i] = row
-        metrics[f"rel_l2_rho_t={times[i]:g}"] = rel_l2(rho[i], row)
-    if idx and idx[-1] == len(times) - 1:
-        metrics["rel_l2_rho"] = metrics[f"rel_l2_rho_t={times[-1]:g}"]
-    if len(idx) > 1:
-        metrics["rel_l2_rho_all_times"] = rel_l2(rho[idx], rows)
+    full: dict[str, np.ndarray] = {}
+    for name, ref_rows in rows.items():
+        if name not in fields:
+            continue
+        pred = fields[name]
+        f = np.full(pred.shape, np.nan, dtype=np.float64)
+        for i, row in zip(idx, ref_rows):
+            f[i] = row
+            metrics[f"rel_l2_{name}_t={times[i]:g}"] = rel_l2(pred[i], row)
+        if idx and idx[-1] == len(times) - 1:
+            metrics[f"rel_l2_{name}"] = metrics[f"rel_l2_{name}_t={times[-1]:g}"]
+        if len(idx) > 1:
+            metrics[f"rel_l2_{name}_all_times"] = rel_l2(pred[idx], ref_rows)
+        full[name] = f
     return metrics, full

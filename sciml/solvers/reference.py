@@ -1,4 +1,4 @@
-"""Classical reference solver as a solver of the package (``--solver reference``)."""
+"""Classical reference solvers as solvers of the package (``--solver reference``)."""
 from __future__ import annotations
 
 import time
@@ -7,20 +7,41 @@ from pathlib import Path
 
 import numpy as np
 
+from ..physics.bgk import BGKProblem, balance_metrics
 from ..physics.linear_transport import LinearTransportProblem
 from ..reference.linear_transport import solve_linear_transport
 
 
-def _lt(problem: LinearTransportProblem, times, nx, nv, dt):
+@dataclass(frozen=True)
+class _Fine:
+    """A reference solution on its own grid: fields ``(n_t, n_x_fine)`` at the output times."""
+
+    x: np.ndarray
+    fields: dict
+    metrics: dict
+
+
+def _lt(problem: LinearTransportProblem, times, s: "ReferenceSolver", progress: bool) -> _Fine:
     res = solve_linear_transport(eps=problem.eps, x_range=(problem.domain["x"].lo, problem.domain["x"].hi),
-                                 nx=nx, nv=nv, t_end=float(times[-1]), dt=dt,
+                                 nx=s.nx, nv=s.nv or 32, t_end=float(times[-1]), dt=s.dt,
                                  t0=problem.domain["t"].lo, output_times=list(times),
                                  f0=lambda x, v: problem.f0(x=x, v=v), left=problem.left, right=problem.right)
-    return res
+    return _Fine(res.x, {"rho": res.rho}, {k: v for k, v in res.info.items() if isinstance(v, (int, float))})
+
+
+def _bgk(problem: BGKProblem, times, s: "ReferenceSolver", progress: bool) -> _Fine:
+    from ..reference.bgk import solve_bgk
+
+    res = solve_bgk(problem, nx=s.nx, nv=s.nv or 128, output_times=list(times), cfl=s.cfl, dt=s.dt,
+                    limiter=s.limiter, progress=progress)
+    metrics = {k: v for k, v in res.info.items() if isinstance(v, (int, float))}
+    metrics.update(balance_metrics(res.totals0, res.totals, res.boundary_flux["left"], res.boundary_flux["right"]))
+    fields = {k: res.fields[k] for k in ("rho", "momentum", "energy", "u", "T")}
+    return _Fine(res.x, fields, metrics)
 
 
 # reference solvers by problem type
-REFERENCE_SOLVERS = {LinearTransportProblem: _lt}
+REFERENCE_SOLVERS = {LinearTransportProblem: _lt, BGKProblem: _bgk}
 
 
 def cell_average_to(x_fine: np.ndarray, values: np.ndarray, x_out: np.ndarray, x_range) -> np.ndarray:
@@ -36,9 +57,14 @@ def cell_average_to(x_fine: np.ndarray, values: np.ndarray, x_out: np.ndarray, x
 
 @dataclass
 class ReferenceSolver:
+    """``nv=None``: the problem type's default (32 for linear transport, 128 for BGK).
+    ``cfl`` and ``limiter`` apply to the explicit-transport BGK scheme."""
+
     nx: int = 400
-    nv: int = 32
+    nv: int | None = None
     dt: float | None = None
+    cfl: float = 0.5
+    limiter: str = "minmod"
     name: str = "reference"
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
@@ -48,10 +74,9 @@ class ReferenceSolver:
         except KeyError:
             raise ValueError(f"no reference solver for {type(problem).__name__}") from None
         t0 = time.perf_counter()
-        res = fn(problem, times, self.nx, self.nv, self.dt)
+        res = fn(problem, np.asarray(times, dtype=np.float64), self, progress)
         wall = time.perf_counter() - t0
         xr = (problem.domain["x"].lo, problem.domain["x"].hi)
-        rho = cell_average_to(res.x, res.rho, np.asarray(x), xr)
-        return {"fields": {"rho": rho}, "metrics": {"solve_time_s": wall, **{k: v for k, v in res.info.items()
-                                                                            if isinstance(v, (int, float))}},
+        fields = {k: cell_average_to(res.x, v, np.asarray(x), xr) for k, v in res.fields.items()}
+        return {"fields": fields, "metrics": {"solve_time_s": wall, **res.metrics},
                 "history": {}, "meta": {"device": "cpu", "dtype": "float64", "seed": 0}}
