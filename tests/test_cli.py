@@ -45,6 +45,35 @@ def test_bad_config_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, cap
     assert not out.exists()
 
 
+BGK1 = ROOT / "problems" / "kinetic" / "bgk_case_I.yaml"
+
+
+@pytest.mark.parametrize("override, path, words", [
+    ("solver.formulation=even_odd", "solver.formulation", "allowed: conservation"),
+    ("problem.initial.T=1 + y", "problem.initial.T", "unknown name 'y'"),
+    ("problem.boundary.left.rho=exp(x)", "problem.boundary.left.rho", "unknown name 'x'"),
+    ("problem.boundary.left={kind: inflow}", "problem.boundary.left.kind", "maxwellian"),
+    ("problem.v=[10, -10]", "problem.v", "hi > lo"),
+    ("reference.published=none.npz", "reference.published", "not found"),
+])
+def test_bad_bgk_config_exits_2(tmp_path, capsys, override, path, words):
+    out = tmp_path / "run"
+    code = main(["solve", str(BGK1), "--set", override, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"config error at {path}" in err and words in err, err
+    assert not out.exists()
+
+
+def test_formulation_table_of_the_config_matches_the_solvers():
+    from sciml.config.problem import FORMULATIONS_BY_EQUATION
+    from sciml.physics import BGKProblem, LinearTransportProblem
+    from sciml.solvers.apnn import FORMULATIONS
+
+    assert set(FORMULATIONS_BY_EQUATION["linear_transport"]) == set(FORMULATIONS[LinearTransportProblem])
+    assert set(FORMULATIONS_BY_EQUATION["bgk"]) == set(FORMULATIONS[BGKProblem])
+
+
 def test_bad_files_and_presets(tmp_path, capsys):
     assert main(["solve", str(tmp_path / "missing.yaml")]) == 2
     assert "problem file not found" in capsys.readouterr().err
