@@ -35,7 +35,7 @@ def _bgk(problem: BGKProblem, times, s: "ReferenceSolver", progress: bool) -> _F
     res = solve_bgk(problem, nx=s.nx, nv=s.nv or 128, output_times=list(times), cfl=s.cfl, dt=s.dt,
                     limiter=s.limiter, progress=progress)
     metrics = {k: v for k, v in res.info.items() if isinstance(v, (int, float))}
-    metrics.update(balance_metrics(res.totals0, res.totals, res.boundary_flux["left"], res.boundary_flux["right"]))
+    metrics.update(balance_metrics(res.initial_totals, res.totals, res.boundary_flux["left"], res.boundary_flux["right"]))
     fields = {k: res.fields[k] for k in ("rho", "momentum", "energy", "u", "T")}
     return _Fine(res.x, fields, metrics)
 
