@@ -101,7 +101,9 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
         rho_net=_net(spec.density_network) if spec.density_network is not None else None,
         points=PointSpec(interior=spec.points.interior, boundary=spec.points.boundary, initial=spec.points.initial),
         weights=dict(spec.weights), sampler=SAMPLERS[spec.points.sampler](), engine=ENGINES[spec.engine](),
-        train=train, positive=spec.positive, relax_initial=spec.relax_initial, dtype=getattr(torch, spec.dtype), device=device or spec.device,
+        train=train, positive=spec.positive, relax_initial=spec.relax_initial,
+        options={k: getattr(spec, k) for k in ("exact_walls", "f_form") if getattr(spec, k) is not None},
+        dtype=getattr(torch, spec.dtype), device=device or spec.device,
         name=f"apnn-{spec.formulation}")
 
 

@@ -33,6 +33,15 @@ class QuickSpec:
 
 
 @dataclass(frozen=True)
+class Check:
+    metric: str = option(doc="a further metric of the same run")
+    tolerance: float = option(doc="bound on it for the full run", min=0.0, min_exclusive=True)
+    published: Optional[float] = option(None, doc="its published number")
+    quick_tolerance: Optional[float] = option(None, doc="bound for the quick run (default: not checked)",
+                                              min=0.0, min_exclusive=True)
+
+
+@dataclass(frozen=True)
 class Measured:
     value: float = option(doc="the metric we measured at full size")
     command: str = option(doc="the command that produced it")
@@ -41,6 +50,7 @@ class Measured:
     train_time_s: Optional[float] = option(None, doc="training time")
     steps: Optional[int] = option(None, doc="training steps reached")
     note: str = option("", doc="anything that qualifies the number (e.g. a run cut short)")
+    others: dict[str, float] = option(field(default_factory=dict), doc="the further checks' measured values")
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,17 @@ class Entry:
     expect: Literal["below", "above"] = option("below", doc="pass when the metric is below the tolerance "
                                                "(accuracy) or above it (a baseline shown failing)")
     source: str = option("", doc="paper, table or figure")
+    also: list[Check] = option(field(default_factory=list), doc="further metrics checked on the same run "
+                                                                 "(e.g. momentum and energy errors)")
     quick: Optional[QuickSpec] = option(None, doc="CPU-sized variant")
     measured: Optional[Measured] = option(None, doc="our full-size measurement")
     root: str = option("", doc="(set by the loader)")
+
+    def checks(self, quick: bool) -> list[tuple[str, Optional[float], Optional[float]]]:
+        """``(metric, published, tolerance)`` of the main metric and the further ones
+        (tolerance ``None``: reported, not checked)."""
+        main = (self.metric, self.published, self.quick.tolerance if quick else self.tolerance)
+        return [main] + [(c.metric, c.published, c.quick_tolerance if quick else c.tolerance) for c in self.also]
 
 
 def validation_dirs() -> list[Path]:
@@ -90,24 +108,40 @@ def load_entry(entry_id: str) -> Entry:
 class Report:
     entry: Entry
     quick: bool
-    value: float
-    tolerance: float
+    values: dict            # metric -> value, the main metric first
+    tolerances: dict        # metric -> bound (None: not checked)
     metrics: dict
     out: Path
 
     @property
+    def value(self) -> float:
+        return self.values[self.entry.metric]
+
+    @property
+    def tolerance(self) -> float:
+        return self.tolerances[self.entry.metric]
+
+    def _ok(self, metric: str) -> bool:
+        tol = self.tolerances[metric]
+        if tol is None:
+            return True
+        return self.values[metric] >= tol if self.entry.expect == "above" else self.values[metric] <= tol
+
+    @property
     def passed(self) -> bool:
-        if self.entry.expect == "above":
-            return self.value >= self.tolerance
-        return self.value <= self.tolerance
+        return all(self._ok(m) for m in self.values)
 
     def text(self) -> str:
         e = self.entry
-        lines = [f"{e.id}: {e.title}" + (" [quick]" if self.quick else ""),
-                 f"  {e.metric} = {self.value:.3e}   {e.expect} {self.tolerance:.1e}   "
-                 f"published {e.published:.3e}" if e.published is not None else
-                 f"  {e.metric} = {self.value:.3e}   {e.expect} {self.tolerance:.1e}",
-                 f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}"]
+        lines = [f"{e.id}: {e.title}" + (" [quick]" if self.quick else "")]
+        for metric, published, _ in e.checks(self.quick):
+            tol = self.tolerances[metric]
+            line = f"  {metric} = {self.values[metric]:.3e}   "
+            line += f"{e.expect} {tol:.1e}" if tol is not None else "(not checked)"
+            if published is not None:
+                line += f"   published {published:.3e}"
+            lines.append(line)
+        lines.append(f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}")
         if e.measured is not None and not self.quick:
             m = e.measured
             lines.append(f"  committed measurement: {m.value:.3e} ({m.device}{', ' + m.note if m.note else ''})")
@@ -122,21 +156,23 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     if quick and entry.quick is None:
         raise ConfigError("quick", f"validation entry {entry.id!r} has no quick variant")
     overrides = dict(entry.overrides)
-    tol = entry.tolerance
     if quick:
         overrides.update(entry.quick.overrides)
-        tol = entry.quick.tolerance
     out = Path(out)
     sol = solve(Path(entry.root) / entry.problem, solver=entry.solver, overrides=overrides, out=out,
                 device=device, resume=resume, progress=progress)
-    if entry.metric not in sol.metrics:
-        raise ConfigError("metric", f"the run has no metric {entry.metric!r}; it has {sorted(sol.metrics)}")
-    value = float(sol.metrics[entry.metric])
-    error_bars(out / "figures" / "validation.png", [entry.id], [value], [entry.published],
-               title=f"{entry.metric}: ours vs published" + (" (quick)" if quick else ""))
-    report = Report(entry, quick, value, tol, dict(sol.metrics), out)
+    checks = entry.checks(quick)
+    for metric, _, _ in checks:
+        if metric not in sol.metrics:
+            raise ConfigError("metric", f"the run has no metric {metric!r}; it has {sorted(sol.metrics)}")
+    values = {m: float(sol.metrics[m]) for m, _, _ in checks}
+    error_bars(out / "figures" / "validation.png", [m for m, _, _ in checks], list(values.values()),
+               [p for _, p, _ in checks],
+               title=f"{entry.id}: ours vs published" + (" (quick)" if quick else ""))
+    report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(sol.metrics), out)
     (out / "validation.json").write_text(json.dumps({
-        "id": entry.id, "quick": quick, "metric": entry.metric, "value": value, "tolerance": tol,
-        "published": entry.published, "passed": report.passed,
+        "id": entry.id, "quick": quick, "metric": entry.metric, "value": report.value,
+        "tolerance": report.tolerance, "published": entry.published, "passed": report.passed,
+        "checks": [{"metric": m, "value": values[m], "tolerance": t, "published": p} for m, p, t in checks],
         "metrics": {k: v for k, v in sol.metrics.items() if isinstance(v, (int, float, str))}}, indent=2))
     return report

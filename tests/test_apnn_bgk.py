@@ -143,3 +143,28 @@ def test_balance_metrics_and_primitive_round_trip():
 def test_relax_initial_is_rejected_for_bgk():
     with pytest.raises(ValueError, match="linear transport only"):
         model(problem(), relax_initial=True)
+
+
+@pytest.mark.parametrize("case", ["I", "II", "III", "IV", "V"])
+def test_quick_validation_entries(tmp_path, case):
+    """Each BGK validation entry's CPU-sized variant: rho, rho u and E at t_end against
+    our reference solver below bounds that the initial state itself does not meet
+    (see the entries), plus the physical checks and figures of every run."""
+    import h5py
+
+    from sciml.validation import load_entry, reproduce
+
+    torch.manual_seed(0)
+    report = reproduce(load_entry(f"bgk_case_{case}"), quick=True, out=tmp_path / "q", progress=False)
+    assert report.passed, report.text()
+    assert set(report.values) == {"rel_l2_rho", "rel_l2_momentum", "rel_l2_energy"}
+    m = report.metrics
+    assert m["reference"] == "reference solver"
+    assert {"published_rel_l2_rho", "published_rel_l2_momentum", "published_rel_l2_energy"} <= set(m)
+    # mass, momentum and energy balance with the wall fluxes of f: a few per cent at this size
+    assert max(m["balance_rho"], m["balance_momentum"], m["balance_energy"]) < 0.05
+    assert m["min_f"] >= 0.0 and m["min_T"] > 0.0
+    figs = {p.name for p in (tmp_path / "q" / "figures").iterdir()}
+    assert {"density.png", "momentum.png", "energy.png", "training.png", "validation.png"} <= figs
+    with h5py.File(tmp_path / "q" / "result.h5") as f:
+        assert f["fields/energy"].shape == (4, 100) and "rel_l2_energy" in f["metrics"].attrs

@@ -148,6 +148,11 @@ def _check_formulation(config: RunConfig, source: str) -> None:
     if formulation not in allowed:
         raise ConfigError("solver.formulation", f"{formulation!r} does not solve the {config.problem.equation} "
                                                 f"equation; allowed: {', '.join(allowed)}", source=source)
+    if config.problem.equation != "bgk":
+        for key in ("exact_walls", "f_form"):
+            if getattr(config.solver, key, None) is not None:
+                raise ConfigError(f"solver.{key}", f"applies to the bgk equation only, not to "
+                                                   f"{config.problem.equation}", source=source)
 
 
 def _check_files(config: RunConfig, base_dir: Path, source: str) -> None:

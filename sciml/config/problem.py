@@ -212,6 +212,12 @@ class APNNSolverSpec:
     relax_initial: Optional[bool] = option(None, doc="impose the relaxed initial data f(0+) = rho0 instead of f0 "
                                                      "(default: when eps^2 < 1e-6 t_end, the initial layer is "
                                                      "unresolvable)")
+    exact_walls: Optional[bool] = option(None, doc="bgk: wall values of rho, u, T built into the networks exactly "
+                                                   "(default, the authors' construction) or left free (only the "
+                                                   "kinetic inflow condition on f)")
+    f_form: Optional[Literal["local_maxwellian", "envelope", "softplus"]] = option(
+        None, doc="bgk: f = M(rho, u, T) softplus(N)/log 2 with the macroscopic networks (local_maxwellian, "
+                  "default), softplus(N) exp(-v^2/(2 T_max)) (envelope), or softplus(N) (softplus, the authors')")
     points: PointsSpec = option(PointsSpec(), doc="collocation points")
     weights: dict[str, float] = option(field(default_factory=dict), doc="loss weights by term name")
     engine: Literal["reverse", "forward"] = option("reverse", doc="derivative engine")

@@ -56,6 +56,7 @@ class APNNSolver:
     train: object                 # sciml.train.TrainConfig
     positive: bool = False
     relax_initial: bool | None = None
+    options: dict = dataclasses.field(default_factory=dict)   # formulation-specific keywords
     dtype: torch.dtype = torch.float32
     device: str = "auto"
     name: str = "apnn"
@@ -71,7 +72,7 @@ class APNNSolver:
             raise ValueError(f"unknown formulation {self.formulation!r}; allowed: {sorted(table)}") from None
         model = cls(problem, net=self.net, rho_net=self.rho_net, points=self.points, weights=self.weights,
                     sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive,
-                    relax_initial=self.relax_initial)
+                    relax_initial=self.relax_initial, **self.options)
         return model.to(device=device, dtype=self.dtype)
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
