@@ -1,0 +1,33 @@
+"""Multi-task gradient aggregation (see ``docs/hrgrad.md``).
+
+``aggregator(name, **options)`` returns an :class:`Aggregator`: a callable mapping
+the ``K x n`` task-gradient matrix (and optionally the ``K`` task losses) to one
+update of length ``n``. HRGrad and the plain sum are ours; the published baselines
+come from TorchJD (:mod:`sciml.mtl.library`).
+"""
+from __future__ import annotations
+
+import difflib
+
+from .base import Aggregator, Mean, Sum, check_matrix, cosines, diagnostics
+from .hrgrad import (ConflictScaled, EqualRates, HRGrad, LossRatioRates, MinNormDirection,
+                     ProjectionSum)
+from .library import BASELINES, TorchJD
+
+AGGREGATORS = {"sum": Sum, "mean": Mean, "hrgrad": HRGrad, **BASELINES}
+
+
+def aggregator(name: str, **options) -> Aggregator:
+    """An aggregator by name (``sorted(AGGREGATORS)`` lists them) with its options."""
+    try:
+        make = AGGREGATORS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(AGGREGATORS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown aggregator {name!r}{hint}; allowed: {', '.join(sorted(AGGREGATORS))}") from None
+    return make(**options)
+
+
+__all__ = ["AGGREGATORS", "Aggregator", "ConflictScaled", "EqualRates", "HRGrad", "LossRatioRates", "Mean",
+           "MinNormDirection", "ProjectionSum", "Sum", "TorchJD", "aggregator", "check_matrix", "cosines",
+           "diagnostics"]

@@ -1,0 +1,99 @@
+"""Baselines from TorchJD (``torchjd.aggregation``, v0.18; the reference
+implementations of its authors), behind our :class:`~sciml.mtl.Aggregator`
+interface. We do not reimplement what it has:
+
+============  ==========================================================  =====================
+name          rule                                                         paper
+============  ==========================================================  =====================
+pcgrad        project each gradient off the others it conflicts with       Yu et al., NeurIPS 2020
+imtlg         update with equal projections on every unit task gradient    Liu et al., ICLR 2021
+mgda          minimum-norm point of the convex hull of the gradients       Désidéri 2012; Sener & Koltun, NeurIPS 2018
+cagrad        maximise the worst local improvement near the mean gradient  Liu et al., NeurIPS 2021
+nashmtl       Nash bargaining solution among the tasks                      Navon et al., ICML 2022
+alignedmtl    align the principal components (condition number 1)          Senushkin et al., CVPR 2023
+config        equal-cosine minimum-norm direction, projection-sum length  Liu, Chu, Thuerey, ICLR 2025
+upgrad        average of projections onto the dual cone                    Quinton & Rey, TorchJD 2024
+============  ==========================================================  =====================
+
+Caveat measured in the tests: TorchJD's UPGrad regularises the normalised Gramian
+(``reg_eps = 1e-4``), so on task gradients whose norms span two decades it left one
+task with cosine -0.027 to the update; HRGrad's positivity is exact there.
+"""
+from __future__ import annotations
+
+from .base import Aggregator
+
+
+def _torchjd(name: str):
+    try:
+        from torchjd import aggregation
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise ImportError("the multi-task baselines need torchjd (pip install 'torchjd[full]')") from exc
+    return getattr(aggregation, name)
+
+
+class TorchJD(Aggregator):
+    """A TorchJD aggregator. ``cls_name``: its class in ``torchjd.aggregation``;
+    ``options``: its keyword arguments. Computation in the matrix's dtype and
+    device; stateful TorchJD aggregators (Nash-MTL) are reset by ``reset()``."""
+
+    def __init__(self, name: str, cls_name: str, **options):
+        self.name = name
+        self.cls_name = cls_name
+        self.options = options
+        self.impl = _torchjd(cls_name)(**options)
+
+    def aggregate(self, G, losses):
+        return self.impl(G)
+
+    def reset(self) -> None:
+        if hasattr(self.impl, "reset"):
+            self.impl.reset()
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"TorchJD({self.cls_name}({opts}))"
+
+
+class NashMTL(TorchJD):
+    """Nash-MTL needs the number of tasks up front; it is built at the first call.
+    Its internal state (previous weights, step counter) is not part of
+    ``state_dict``: after a resume it restarts from equal weights (it re-solves its
+    bargaining problem every ``update_weights_every`` steps anyway)."""
+
+    def __init__(self, **options):
+        self.name = "nashmtl"
+        self.cls_name = "NashMTL"
+        self.options = options
+        self.impl = None
+
+    def aggregate(self, G, losses):
+        if self.impl is None or self.impl_tasks != G.shape[0]:
+            self.impl = _torchjd("NashMTL")(n_tasks=G.shape[0], **self.options)
+            self.impl_tasks = G.shape[0]
+        import warnings
+
+        with warnings.catch_warnings():  # cvxpy's note that the problem is not DPP
+            warnings.simplefilter("ignore", UserWarning)
+            return self.impl(G)
+
+
+def baseline(name: str, cls_name: str):
+    def make(**options) -> Aggregator:
+        return TorchJD(name, cls_name, **options)
+    make.__doc__ = f"TorchJD's {cls_name}."
+    return make
+
+
+BASELINES = {
+    "pcgrad": baseline("pcgrad", "PCGrad"),
+    "imtlg": baseline("imtlg", "IMTLG"),
+    "mgda": baseline("mgda", "MGDA"),
+    "cagrad": lambda c=0.4, **kw: TorchJD("cagrad", "CAGrad", c=c, **kw),
+    "nashmtl": NashMTL,
+    "alignedmtl": baseline("alignedmtl", "AlignedMTL"),
+    "config": baseline("config", "ConFIG"),
+    "upgrad": baseline("upgrad", "UPGrad"),
+}
+
+__all__ = ["BASELINES", "NashMTL", "TorchJD"]

@@ -1,0 +1,159 @@
+"""sciml.mtl: HRGrad's invariants on random conflicting task gradients, and each
+baseline checked against the defining property of its paper."""
+import pytest
+import torch
+
+from sciml import mtl
+from sciml.mtl import ConflictScaled, EqualRates, HRGrad, LossRatioRates, ProjectionSum
+
+
+def conflicting(K, n, dtype=torch.float64, seed=0):
+    """K gradients: a shared component, half of the tasks pulling against it, plus
+    task-specific parts (linearly independent almost surely)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, generator=g, dtype=torch.float64)
+    sign = torch.tensor([1.0 if i % 2 == 0 else -0.7 for i in range(K)], dtype=torch.float64)
+    scale = torch.logspace(0, 2, K, dtype=torch.float64)[torch.randperm(K, generator=g)]
+    G = sign[:, None] * base[None] + 0.8 * torch.randn(K, n, generator=g, dtype=torch.float64)
+    return (scale[:, None] * G).to(dtype)
+
+
+@pytest.mark.parametrize("K", [2, 3, 4, 8, 16])
+@pytest.mark.parametrize("n", [64, 100_000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hrgrad_positive_dot_with_every_task(K, n, dtype):
+    G = conflicting(K, n, dtype, seed=K)
+    assert (mtl.cosines(G.double()) < 0).any()          # there is conflict
+    losses = torch.rand(K, dtype=dtype) + 0.1
+    agg = HRGrad()
+    agg(G, losses * 3)                                   # initial losses
+    u = agg(G, losses)
+    assert u.dtype == dtype and u.shape == (n,)
+    assert ((G.double() @ u.double()) > 0).all()
+    # the plain sum does conflict with some task on the same matrix
+    assert ((G.double() @ G.double().sum(0)) < 0).any() or K == 2
+
+
+def test_equal_rates_give_equal_cosines_and_match_torchjd_config():
+    G = conflicting(6, 500)
+    u = HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(G)
+    cos = (G @ u) / (G.norm(dim=1) * u.norm())
+    assert torch.allclose(cos, cos.mean().expand(6), rtol=0, atol=1e-10)
+    ref = mtl.aggregator("config")(G)
+    assert torch.allclose(u, ref, rtol=1e-6, atol=1e-8)
+
+
+def test_loss_ratio_rates_rotate_towards_the_lagging_task():
+    G = conflicting(3, 200)
+    agg = HRGrad(rates=LossRatioRates(alpha=1.0), magnitude=ProjectionSum())
+    agg(G, torch.tensor([1.0, 1.0, 1.0], dtype=G.dtype))
+    u = agg(G, torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype))   # task 2 has not improved
+    cos = (G @ u) / (G.norm(dim=1) * u.norm())
+    # cosines proportional to the rates l_i / mean(l): 0.1 : 0.5 : 1.0
+    assert torch.allclose(cos / cos[2], torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype), atol=1e-8)
+    # and the state (initial losses) round-trips for exact resume
+    other = HRGrad(rates=LossRatioRates(alpha=1.0), magnitude=ProjectionSum())
+    other.load_state_dict(agg.state_dict())
+    assert torch.equal(other(G, torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype)), u)
+
+
+def test_magnitude_shrinks_with_conflict_only():
+    G = conflicting(4, 300)
+    full = HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(G)
+    scaled = HRGrad(rates=EqualRates(), magnitude=ConflictScaled(0.5))(G)
+    assert torch.allclose(scaled / scaled.norm(), full / full.norm(), atol=1e-12)
+    assert scaled.norm() < full.norm()
+    aligned = G.abs()                                      # all cosines >= 0: no conflict
+    assert torch.allclose(HRGrad(rates=EqualRates())(aligned),
+                          HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(aligned))
+    with pytest.raises(ValueError, match="gamma"):
+        ConflictScaled(1.5)
+
+
+def test_zero_nan_and_permutation():
+    agg = HRGrad()
+    assert torch.equal(agg(torch.zeros(4, 10)), torch.zeros(10))
+    G = conflicting(5, 100)
+    G[2] = 0.0                                             # a finished task imposes nothing
+    u = HRGrad(rates=EqualRates())(G)
+    assert ((G @ u)[[0, 1, 3, 4]] > 0).all()
+    bad = conflicting(3, 10)
+    bad[1, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"task gradient\(s\) \[1\] contain NaN"):
+        HRGrad()(bad)
+    with pytest.raises(ValueError, match="task loss"):
+        HRGrad()(conflicting(3, 10), torch.tensor([1.0, float("inf"), 1.0], dtype=torch.float64))
+    G = conflicting(6, 400)
+    losses = torch.rand(6, dtype=G.dtype) + 0.1
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(1))
+    a, b = HRGrad(), HRGrad()
+    a(G, 2 * losses), b(G[perm], 2 * losses[perm])
+    assert torch.allclose(a(G, losses), b(G[perm], losses[perm]), rtol=1e-10, atol=1e-12)
+
+
+# ---- baselines: each against its paper's defining property ---------------------------------------
+def test_pcgrad_projects_conflicting_pairs():
+    g1 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    g2 = torch.tensor([-1.0, 1.0, 0.0], dtype=torch.float64)
+    u = mtl.aggregator("pcgrad")(torch.stack([g1, g2]))
+    p1 = g1 - (g1 @ g2) / (g2 @ g2) * g2                   # Yu et al. 2020, Alg. 1
+    p2 = g2 - (g2 @ g1) / (g1 @ g1) * g1
+    assert torch.allclose(u, p1 + p2)
+    h = torch.tensor([[1.0, 0.2, 0.0], [0.5, 1.0, 0.1]], dtype=torch.float64)   # no conflict: the sum
+    assert torch.allclose(mtl.aggregator("pcgrad")(h), h.sum(0))
+
+
+def test_imtlg_equal_projections_on_unit_gradients():
+    G = conflicting(4, 50)
+    u = mtl.aggregator("imtlg")(G)
+    proj = (G / G.norm(dim=1, keepdim=True)) @ u
+    assert torch.allclose(proj, proj.mean().expand(4), rtol=1e-6)
+
+
+def test_mgda_min_norm_point_of_the_convex_hull():
+    G = conflicting(4, 30)
+    u = mtl.aggregator("mgda", epsilon=1e-10, max_iters=10000)(G)
+    # KKT of min |sum a_i g_i| over the simplex: g_i . u >= |u|^2 for every task
+    assert ((G @ u) >= (u @ u) * (1 - 1e-4)).all()
+
+
+def test_cagrad_with_c_zero_is_the_mean_and_improves_the_worst_task():
+    G = conflicting(3, 40)
+    assert torch.allclose(mtl.aggregator("cagrad", c=0.0)(G), G.mean(0), rtol=1e-5, atol=1e-6)
+    u = mtl.aggregator("cagrad", c=0.5)(G)
+    g0 = G.mean(0)
+    worst = lambda d: (G @ d / d.norm()).min()          # noqa: E731
+    assert worst(u) > worst(g0)
+
+
+def test_upgrad_never_conflicts():
+    # rows of comparable norm: TorchJD regularises the normalised Gramian (reg_eps
+    # 1e-4), which on norms spread over 1..100 left a cosine of -0.027 in one task
+    G = conflicting(5, 60)
+    G = G / G.norm(dim=1, keepdim=True) * torch.linspace(1, 3, 5, dtype=G.dtype)[:, None]
+    u = mtl.aggregator("upgrad")(G)
+    assert ((G @ u) >= -1e-6 * G.norm(dim=1) * u.norm()).all()
+
+
+def test_alignedmtl_and_nashmtl_on_orthogonal_gradients():
+    G = torch.diag(torch.tensor([0.5, 2.0, 4.0], dtype=torch.float64))
+    # Aligned-MTL (scale "min"): every singular value set to the smallest, so the
+    # update projects equally (sigma_min) on every task direction
+    u = mtl.aggregator("alignedmtl")(G)
+    assert u[0] > 0 and torch.allclose(u, torch.full_like(u, u[0].item()))
+    # Nash-MTL: (G G^T) a = 1/a gives a_i = 1/|g_i|: equal projections on unit gradients
+    v = mtl.aggregator("nashmtl", max_norm=100.0, optim_niter=200)(G.float())
+    proj = v.double() @ (G / G.norm(dim=1, keepdim=True)).T
+    assert (proj > 0).all() and torch.allclose(proj, proj.mean().expand(3), rtol=5e-2)
+
+
+def test_registry_and_diagnostics():
+    assert {"hrgrad", "sum", "pcgrad", "imtlg", "mgda", "cagrad", "nashmtl", "alignedmtl", "config",
+            "upgrad"} <= set(mtl.AGGREGATORS)
+    with pytest.raises(ValueError, match="did you mean 'hrgrad'"):
+        mtl.aggregator("hrgard")
+    G = conflicting(3, 20)
+    u = mtl.aggregator("hrgrad")(G)
+    d = mtl.diagnostics(G, u, torch.ones(3))
+    assert len(d["cos_tasks"]) == 3 and len(d["cos_update"]) == 3 and d["min_cos_update"] > 0
+    assert torch.allclose(torch.tensor(d["grad_norms"], dtype=G.dtype), G.norm(dim=1))
