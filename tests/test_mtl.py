@@ -157,3 +157,117 @@ def test_registry_and_diagnostics():
     d = mtl.diagnostics(G, u, torch.ones(3))
     assert len(d["cos_tasks"]) == 3 and len(d["cos_update"]) == 3 and d["min_cos_update"] > 0
     assert torch.allclose(torch.tensor(d["grad_norms"], dtype=G.dtype), G.norm(dim=1))
+
+
+# ---- loss weightings --------------------------------------------------------------------------
+def test_dwa_weights_the_slower_task_more():
+    w = mtl.weighting("dwa", temperature=2.0)
+    assert torch.equal(w(torch.tensor([1.0, 1.0])), torch.ones(2, dtype=torch.float64))
+    w(torch.tensor([0.5, 0.9]))            # task 0 halved, task 1 barely moved
+    out = w(torch.tensor([0.25, 0.85]))
+    r = torch.tensor([0.5, 0.9])           # L(t-1) / L(t-2)
+    assert torch.allclose(out, 2 * torch.softmax(r.double() / 2.0, 0))
+    assert out[1] > out[0] and abs(float(out.sum()) - 2) < 1e-12
+
+
+def test_uncertainty_weights_converge_to_inverse_losses():
+    w = mtl.weighting("uncertainty", lr=0.05)
+    L = torch.tensor([4.0, 0.25])
+    for _ in range(2000):
+        out = w(L)
+    # optimum of exp(-s) L + s: exp(s) = L, i.e. w = 1/L
+    assert torch.allclose(out, 1 / L.double(), rtol=2e-2)
+
+
+def test_gradnorm_balances_weighted_gradient_norms():
+    w = mtl.weighting("gradnorm", alpha=0.0, lr=0.002)
+    norms = torch.tensor([10.0, 1.0])
+    L = torch.tensor([1.0, 1.0])
+    for _ in range(3000):
+        out = w(L, norms)
+    # alpha = 0: the weighted norms w_k |g_k| become equal (up to the oscillation of
+    # the paper's L1 objective, of the order of the step); sum w = K
+    assert abs(float(out.sum()) - 2) < 1e-9
+    assert abs(float(out[0] * 10) / float(out[1]) - 1) < 0.1
+    with pytest.raises(ValueError, match="gradient norms"):
+        w(L)
+
+
+def test_famo_weights_and_logit_update():
+    f = mtl.weighting("famo", beta=0.5, gamma=0.0)
+    L0 = torch.tensor([1.0, 2.0])
+    w0 = f(L0)
+    # z = softmax(0) = 1/2: w = c z / L with c = 1 / sum(z / L)
+    assert torch.allclose(w0, torch.tensor([2 / 3, 1 / 3], dtype=torch.float64))
+    f(torch.tensor([0.5, 1.9]))            # task 0's log-loss fell much more
+    z = torch.softmax(f.xi, 0)
+    assert z[0] < z[1]                     # so its share decreases
+
+
+def test_weighting_state_round_trip():
+    a = mtl.weighting("dwa")
+    for L in ([1.0, 1.0], [0.5, 0.9]):
+        a(torch.tensor(L))
+    b = mtl.weighting("dwa")
+    b.load_state_dict(a.state_dict())
+    L = torch.tensor([0.2, 0.8])
+    assert torch.equal(a(L), b(L))
+
+
+# ---- the trainer hook -------------------------------------------------------------------------
+def _two_task_model():
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(3, 8)
+    heads = torch.nn.ModuleList([torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)])
+    return torch.nn.ModuleDict({"shared": shared, "heads": heads})
+
+
+def _terms(model, gen):
+    x = torch.randn(32, 3, generator=gen)
+    h = torch.tanh(model["shared"](x))
+    y0, y1 = model["heads"][0](h), model["heads"][1](h)
+    return {"a/fit": (y0 - x[:, :1]).pow(2).mean(), "a/reg": 1e-3 * y0.pow(2).mean(),
+            "b/fit": (y1 + x[:, :1]).pow(2).mean()}
+
+
+def test_task_backward_sum_equals_plain_backward_and_keeps_zero_rows():
+    m = _two_task_model()
+    params = list(m.parameters())
+    terms = _terms(m, torch.Generator().manual_seed(0))
+    hook = mtl.TaskBackward(aggregator=mtl.aggregator("sum"))
+    total = hook(terms, params)
+    g_hook = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    sum(_terms(m, torch.Generator().manual_seed(0)).values()).backward()
+    assert all(torch.allclose(a, p.grad) for a, p in zip(g_hook, params))
+    assert float(total) == pytest.approx(float(sum(terms.values()).detach()))
+    G = hook.task_gradients(list(hook.task_losses(_terms(m, torch.Generator().manual_seed(0)))[1]), params)
+    n = sum(p.numel() for p in params)
+    assert G.shape == (2, n)
+    head_b = slice(n - 9, n)               # the last head's weights and bias: untouched by task a
+    assert torch.all(G[0, head_b] == 0) and torch.any(G[1, head_b] != 0)
+    assert hook.last["cos_update"] and len(hook.last["cos_tasks"]) == 1
+    with pytest.raises(ValueError, match="'<task>/<term>'"):
+        hook({"fit": terms["a/fit"]}, params)
+
+
+@pytest.mark.parametrize("rule", [{"aggregator": "hrgrad"}, {"weighting": "gradnorm"}, {"weighting": "dwa"}])
+def test_trainer_resume_is_exact_with_an_aggregator(tmp_path, rule):
+    from sciml.train import TrainConfig, Trainer
+
+    def run(steps, out, resume=False):
+        m = _two_task_model()
+        hook = mtl.TaskBackward(aggregator=mtl.aggregator(rule["aggregator"]) if "aggregator" in rule else None,
+                                weighting=mtl.weighting(rule["weighting"]) if "weighting" in rule else None)
+        cfg = TrainConfig(steps=steps, lr=1e-2, checkpoint_every=5, log_every=5, progress=False, seed=3)
+        tr = Trainer(m, lambda step, gen: _terms(m, gen), config=cfg, out_dir=out, backward=hook, extra_state=hook)
+        tr.fit(resume=resume)
+        return m, hook
+
+    full, _ = run(20, tmp_path / "full")
+    run(10, tmp_path / "part")
+    resumed, hook = run(20, tmp_path / "part", resume=True)
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    assert hook.tasks == ["a", "b"]

@@ -12,7 +12,9 @@ import difflib
 from .base import Aggregator, Mean, Sum, check_matrix, cosines, diagnostics
 from .hrgrad import (ConflictScaled, EqualRates, HRGrad, LossRatioRates, MinNormDirection,
                      ProjectionSum)
+from .backward import TaskBackward, task_of
 from .library import BASELINES, TorchJD
+from .weighting import DWA, FAMO, WEIGHTINGS, GradNorm, Uncertainty, Weighting
 
 AGGREGATORS = {"sum": Sum, "mean": Mean, "hrgrad": HRGrad, **BASELINES}
 
@@ -28,6 +30,18 @@ def aggregator(name: str, **options) -> Aggregator:
     return make(**options)
 
 
-__all__ = ["AGGREGATORS", "Aggregator", "ConflictScaled", "EqualRates", "HRGrad", "LossRatioRates", "Mean",
-           "MinNormDirection", "ProjectionSum", "Sum", "TorchJD", "aggregator", "check_matrix", "cosines",
-           "diagnostics"]
+def weighting(name: str, **options) -> Weighting:
+    """A loss weighting by name (``sorted(WEIGHTINGS)``) with its options."""
+    try:
+        make = WEIGHTINGS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(WEIGHTINGS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown loss weighting {name!r}{hint}; allowed: {', '.join(sorted(WEIGHTINGS))}") from None
+    return make(**options)
+
+
+__all__ = ["AGGREGATORS", "Aggregator", "ConflictScaled", "DWA", "EqualRates", "FAMO", "GradNorm", "HRGrad",
+           "LossRatioRates", "Mean", "MinNormDirection", "ProjectionSum", "Sum", "TaskBackward", "TorchJD",
+           "Uncertainty", "WEIGHTINGS", "Weighting", "aggregator", "check_matrix", "cosines", "diagnostics",
+           "task_of", "weighting"]
