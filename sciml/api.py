@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from . import mtl
 from .config import load_run
 from .config.expr import Expression
 from .config.problem import (APNNSolverSpec, BGKSpec, CosineSchedule, DirichletBC, InflowBC,
@@ -20,6 +21,7 @@ from .config.problem import (APNNSolverSpec, BGKSpec, CosineSchedule, DirichletB
 from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
 from .physics.bgk import BGKProblem, MaxwellianWall
 from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
+from .physics.multitask import MultiEps
 from .residual import ENGINES
 from .solvers.apnn import APNNSolver
 from .solvers.apnn_lt import NetSpec, PointSpec
@@ -78,6 +80,14 @@ def build_bgk(spec: BGKSpec) -> BGKProblem:
 PROBLEM_BUILDERS = {LinearTransportSpec: build_linear_transport, BGKSpec: build_bgk}
 
 
+def build_problem(spec):
+    """The problem of a spec; a list of eps gives a :class:`MultiEps` of one problem per eps."""
+    if isinstance(spec.eps, (list, tuple)):
+        single = PROBLEM_BUILDERS[type(spec)](dataclasses.replace(spec, eps=float(spec.eps[0])))
+        return MultiEps.of(single, spec.eps)
+    return PROBLEM_BUILDERS[type(spec)](spec)
+
+
 # ---- solvers -------------------------------------------------------------------------------
 def _schedule(spec):
     if isinstance(spec, StepSchedule):
@@ -96,13 +106,19 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
     train = TrainConfig(steps=tr.steps, lr=tr.lr, schedule=_schedule(tr.schedule), lbfgs_steps=tr.lbfgs_steps,
                         grad_clip=tr.grad_clip, seed=tr.seed, checkpoint_every=tr.checkpoint_every,
                         log_every=tr.log_every, max_retries=tr.max_retries)
+    if tr.aggregator is not None:
+        rule = mtl.aggregator(tr.aggregator, **tr.aggregator_options)
+    elif tr.weighting is not None:
+        rule = mtl.weighting(tr.weighting, **tr.weighting_options)
+    else:
+        rule = None
     return APNNSolver(
         formulation=spec.formulation, net=_net(spec.network),
         rho_net=_net(spec.density_network) if spec.density_network is not None else None,
         points=PointSpec(interior=spec.points.interior, boundary=spec.points.boundary, initial=spec.points.initial),
         weights=dict(spec.weights), sampler=SAMPLERS[spec.points.sampler](), engine=ENGINES[spec.engine](),
         train=train, positive=spec.positive, relax_initial=spec.relax_initial,
-        options={k: getattr(spec, k) for k in ("exact_walls", "f_form") if getattr(spec, k) is not None},
+        options={k: getattr(spec, k) for k in ("exact_walls", "f_form") if getattr(spec, k) is not None}, mtl=rule,
         dtype=getattr(torch, spec.dtype), device=device or spec.device,
         name=f"apnn-{spec.formulation}")
 
@@ -118,6 +134,14 @@ def output_times(spec, t0: float, t_end: float) -> np.ndarray:
     if spec.times is not None:
         return np.asarray(spec.times, dtype=np.float64)  # checked against problem.t by the loader
     return t0 + (t_end - t0) * np.array([0.25, 0.5, 0.75, 1.0])
+
+
+REPORTED = ("rho", "momentum", "energy")   # fields compared with references
+
+
+def _base(name: str) -> str:
+    """``rho_eps0.001`` -> ``rho``."""
+    return name.rsplit("_eps", 1)[0]
 
 
 def _error_monitor(times, x, ref):
@@ -145,11 +169,12 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     run = load_run(config, solver=solver, overrides=overrides)
     cfg = run.config
     output = cfg.output
-    problem = PROBLEM_BUILDERS[type(cfg.problem)](cfg.problem)
+    problem = build_problem(cfg.problem)
     if getattr(cfg.solver, "velocity_nodes", None):
         vel = problem.velocity
-        problem = dataclasses.replace(problem, velocity=VelocitySpace.gauss_legendre(vel.lo, vel.hi,
-                                                                                     cfg.solver.velocity_nodes))
+        new = VelocitySpace.gauss_legendre(vel.lo, vel.hi, cfg.solver.velocity_nodes)
+        problem = problem.replace_all(velocity=new) if isinstance(problem, MultiEps) else \
+            dataclasses.replace(problem, velocity=new)
     times = output_times(output, cfg.problem.t[0], cfg.problem.t[1])
     x = cell_centres(problem.domain["x"], output.nx).numpy()
     solver_obj = SOLVER_BUILDERS[type(cfg.solver)](cfg.solver, device=device)
@@ -164,7 +189,7 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
         ref = npz(cfg.reference.data, "published")
     elif not isinstance(solver_obj, ReferenceSolver):
         r = ReferenceSolver().solve(problem, times=times, x=x, progress=False)
-        ref = FieldReference(times, x, {k: v for k, v in r["fields"].items() if k in ("rho", "momentum", "energy")},
+        ref = FieldReference(times, x, {k: v for k, v in r["fields"].items() if _base(k) in REPORTED},
                              label="reference solver")
     else:
         ref = None
@@ -180,6 +205,11 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
         m, reference = field_metrics(times, x, res["fields"], ref)
         metrics.update(m)
         metrics["reference"] = ref.label
+    if isinstance(problem, MultiEps):     # the worst task: what multi-task training must keep small
+        for base in REPORTED:
+            per = [metrics[f"rel_l2_{base}_{lab}"] for lab in problem.labels if f"rel_l2_{base}_{lab}" in metrics]
+            if per:
+                metrics[f"worst_rel_l2_{base}"] = max(per)
     if published is not None:
         m, _ = field_metrics(times, x, res["fields"], published)
         metrics.update({f"published_{k}": v for k, v in m.items()})

@@ -148,6 +148,16 @@ def _check_formulation(config: RunConfig, source: str) -> None:
     if formulation not in allowed:
         raise ConfigError("solver.formulation", f"{formulation!r} does not solve the {config.problem.equation} "
                                                 f"equation; allowed: {', '.join(allowed)}", source=source)
+    multi = isinstance(config.problem.eps, (list, tuple))
+    training = getattr(config.solver, "training", None)
+    if training is not None and not multi:
+        for key in ("aggregator", "weighting"):
+            if getattr(training, key) is not None:
+                raise ConfigError(f"solver.training.{key}", "needs a multi-task problem: give problem.eps as a "
+                                                            "list of Knudsen numbers", source=source)
+    if multi and config.reference.data is not None:
+        raise ConfigError("reference.data", "a data file holds one eps; with a list of eps the reference is our "
+                                            "classical solver at each eps (drop reference.data)", source=source)
     if config.problem.equation != "bgk":
         for key in ("exact_walls", "f_form"):
             if getattr(config.solver, key, None) is not None:

@@ -26,6 +26,30 @@ def _even(n) -> Optional[str]:
     return None if n is None or n % 2 == 0 else f"must be even, got {n}"
 
 
+def _eps_values(v) -> Optional[str]:
+    if isinstance(v, (list, tuple)):
+        if len(v) < 2:
+            return f"a list of eps (tasks) needs at least two values, got {list(v)}"
+        if len(set(v)) != len(v):
+            return f"eps values must be distinct, got {list(v)}"
+    return None
+
+
+def _known(table: str, name) -> Optional[str]:
+    if name is None:
+        return None
+    import difflib
+
+    from .. import mtl
+
+    names = getattr(mtl, table)
+    if name in names:
+        return None
+    close = difflib.get_close_matches(name, list(names), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {name!r}{hint}; allowed: {', '.join(sorted(names))}"
+
+
 def _sorted_positive(v) -> Optional[str]:
     if len(v) == 0:
         return "expected at least one time"
@@ -76,7 +100,9 @@ class Initial:
 class LinearTransportSpec:
     equation: Literal["linear_transport"]
     name: str = option(doc="problem name (used in titles and file names)")
-    eps: float = option(doc="Knudsen number eps", min=1e-12, max=1e3)
+    eps: Union[float, list[float]] = option(doc="Knudsen number eps, or a list of them: one eps-conditioned "
+                                                "network trained on all (tasks)", min=1e-12, max=1e3,
+                                            check=_eps_values)
     t: tuple[float, float] = option(doc="time interval [t0, t_end]", check=_interval)
     x: tuple[float, float] = option((0.0, 1.0), doc="space interval [a, b]", check=_interval)
     velocity_nodes: int = option(30, doc="Gauss-Legendre nodes on v in [-1, 1] (even)", min=2, max=4096,
@@ -110,7 +136,9 @@ class MacroInitial:
 class BGKSpec:
     equation: Literal["bgk"]
     name: str = option(doc="problem name (used in titles and file names)")
-    eps: float = option(doc="Knudsen number eps", min=1e-12, max=1e3)
+    eps: Union[float, list[float]] = option(doc="Knudsen number eps, or a list of them: one eps-conditioned "
+                                                "network trained on all (tasks)", min=1e-12, max=1e3,
+                                            check=_eps_values)
     t: tuple[float, float] = option(doc="time interval [t0, t_end]", check=_interval)
     x: tuple[float, float] = option((-0.5, 0.5), doc="space interval [a, b]", check=_interval)
     v: tuple[float, float] = option((-10.0, 10.0), doc="truncated velocity interval [vmin, vmax]", check=_interval)
@@ -194,6 +222,17 @@ class TrainingSpec:
     checkpoint_every: int = option(1000, doc="steps between checkpoints (0: only at the end)", min=0)
     log_every: int = option(100, doc="steps between metric lines", min=1)
     max_retries: int = option(3, doc="NaN/Inf rollbacks before giving up", min=0, max=100)
+    aggregator: Optional[str] = option(None, doc="multi-task problems: combine the task gradients with this rule "
+                                                 "(sciml.mtl: hrgrad, sum, pcgrad, imtlg, mgda, cagrad, nashmtl, "
+                                                 "alignedmtl, config, upgrad)", check=lambda v: _known("AGGREGATORS", v))
+    aggregator_options: dict[str, float] = option(field(default_factory=dict), doc="keyword options of the aggregator")
+    weighting: Optional[str] = option(None, doc="multi-task problems: weight the task losses with this rule "
+                                                "(dwa, uncertainty, gradnorm, famo)", check=lambda v: _known("WEIGHTINGS", v))
+    weighting_options: dict[str, float] = option(field(default_factory=dict), doc="keyword options of the weighting")
+
+    def __post_init__(self):
+        if self.aggregator is not None and self.weighting is not None:
+            raise ValueError("give training.aggregator or training.weighting, not both")
 
 
 @dataclass(frozen=True)

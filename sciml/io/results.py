@@ -111,8 +111,11 @@ def read_result(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {"grid": {}, "fields": {}, "reference": {}, "metrics": {}, "history": {}, "attrs": {}}
     with h5py.File(path, "r") as h:
         for grp in ("grid", "fields", "reference", "history"):
-            if grp in h:
-                out[grp] = {k: h[grp][k][()] for k in h[grp]}
+            if grp in h:   # names with "/" (multi-task terms "task/term") are nested groups
+                found: dict[str, Any] = {}
+                h[grp].visititems(lambda name, obj: found.__setitem__(name, obj[()])
+                                  if isinstance(obj, h5py.Dataset) else None)
+                out[grp] = found
         if "metrics" in h:
             out["metrics"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h["metrics"].attrs.items()}
         out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h.attrs.items()}

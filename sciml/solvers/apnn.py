@@ -12,11 +12,14 @@ import numpy as np
 import torch
 
 from ..physics.bgk import BGKProblem
+from ..mtl import Aggregator, TaskBackward, Weighting
 from ..physics.linear_transport import LinearTransportProblem
+from ..physics.multitask import MultiEps
 from ..train import Trainer
 from .apnn_bgk import FORMULATIONS as BGK_FORMULATIONS
 from .apnn_lt import FORMULATIONS as LT_FORMULATIONS
 from .apnn_lt import NetSpec, PointSpec
+from .multitask import MultiTask
 
 # formulations by problem type: later equations register here
 FORMULATIONS = {LinearTransportProblem: LT_FORMULATIONS, BGKProblem: BGK_FORMULATIONS}
@@ -42,6 +45,27 @@ class _Monitor:
         return {k: float(v) for k, v in self.monitor(fields).items()}
 
 
+class _MTLMonitor:
+    """Trainer callback: the multi-task diagnostics of the last step at every logged
+    step (smallest cosine of the update with a task gradient, mean pairwise cosine of
+    the task gradients, the rule's weights when it has any)."""
+
+    def __init__(self, hook):
+        self.hook = hook
+
+    def on_log(self, trainer, record):
+        d = self.hook.last
+        out = {}
+        if "min_cos_update" in d:
+            out["min_cos_update"] = float(d["min_cos_update"])
+        if d.get("cos_tasks"):
+            out["mean_cos_tasks"] = float(np.mean(d["cos_tasks"]))
+            out["min_cos_tasks"] = float(np.min(d["cos_tasks"]))
+        for k, w in enumerate(d.get("weights", [])):
+            out[f"weight_{k}"] = float(w)
+        return out
+
+
 @dataclass
 class APNNSolver:
     """Learned solver (see ``sciml.solvers.apnn_lt`` for the formulations)."""
@@ -57,22 +81,25 @@ class APNNSolver:
     positive: bool = False
     relax_initial: bool | None = None
     options: dict = dataclasses.field(default_factory=dict)   # formulation-specific keywords
+    mtl: object = None            # multi-task rule: a sciml.mtl.Aggregator or Weighting (None: plain sum)
     dtype: torch.dtype = torch.float32
     device: str = "auto"
     name: str = "apnn"
 
     def build(self, problem, device: torch.device):
+        single = problem.problems[0] if isinstance(problem, MultiEps) else problem
         try:
-            table = FORMULATIONS[type(problem)]
+            table = FORMULATIONS[type(single)]
         except KeyError:
             raise ValueError(f"no APNN formulation for {type(problem).__name__}") from None
         try:
             cls = table[self.formulation]
         except KeyError:
             raise ValueError(f"unknown formulation {self.formulation!r}; allowed: {sorted(table)}") from None
-        model = cls(problem, net=self.net, rho_net=self.rho_net, points=self.points, weights=self.weights,
-                    sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive,
-                    relax_initial=self.relax_initial, **self.options)
+        kwargs = dict(net=self.net, rho_net=self.rho_net, points=self.points, weights=self.weights,
+                      sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive,
+                      relax_initial=self.relax_initial, **self.options)
+        model = MultiTask(problem, cls, **kwargs) if isinstance(problem, MultiEps) else cls(problem, **kwargs)
         return model.to(device=device, dtype=self.dtype)
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,
@@ -88,7 +115,15 @@ class APNNSolver:
         xx = torch.as_tensor(x, device=device, dtype=self.dtype)
         callbacks = [_Monitor(model, tt, xx, monitor)] if monitor is not None else []
         config = dataclasses.replace(self.train, progress=self.train.progress and progress)
-        trainer = Trainer(model, model.loss, config=config, out_dir=out_dir, callbacks=callbacks)
+        hook = None
+        if self.mtl is not None:
+            if not isinstance(problem, MultiEps):
+                raise ValueError("a multi-task aggregator or weighting needs a multi-task problem (a list of eps)")
+            hook = TaskBackward(aggregator=self.mtl if isinstance(self.mtl, Aggregator) else None,
+                                weighting=self.mtl if isinstance(self.mtl, Weighting) else None)
+            callbacks.append(_MTLMonitor(hook))
+        trainer = Trainer(model, model.loss, config=config, out_dir=out_dir, callbacks=callbacks, backward=hook,
+                          extra_state=hook)
         t0 = time.perf_counter()
         history = trainer.fit(resume=resume)
         wall = time.perf_counter() - t0

@@ -144,8 +144,10 @@ class BGKConservation(Formulation):
     def __init__(self, problem: BGKProblem, *, net: NetSpec = NetSpec(), rho_net: NetSpec | None = None,
                  points: PointSpec = PointSpec(), weights: dict[str, float] | None = None, sampler=Uniform(),
                  engine=None, positive: bool = True, relax_initial: bool | None = None,
-                 f_form: str = "local_maxwellian", exact_walls: bool = True, thermal_inputs: bool = True):
+                 f_form: str = "local_maxwellian", exact_walls: bool = True, thermal_inputs: bool = True,
+                 condition: tuple = ()):
         super().__init__(weights)
+        cond = tuple(condition)   # extra inputs of every network (e.g. log10 eps for multi-task)
         if relax_initial is not None:
             raise ValueError("relax_initial applies to linear transport only (the BGK initial data are "
                              "Maxwellian, i.e. already relaxed)")
@@ -160,7 +162,7 @@ class BGKConservation(Formulation):
         # while v/10 would squeeze them into a narrow band of the network's input range)
         self.envelope_T = envelope_temperature(problem)
         vscale = 3.0 * math.sqrt(self.envelope_T) if thermal_inputs else max(abs(self.vel.lo), abs(self.vel.hi))
-        phase = self.tx.intervals + (Interval(self.vel.name, -vscale, vscale),)
+        phase = self.tx.intervals + (Interval(self.vel.name, -vscale, vscale),) + cond
         if f_form not in F_FORMS:
             raise ValueError(f"unknown f_form {f_form!r}; allowed: {', '.join(F_FORMS)}")
         self.f_form = f_form
@@ -185,7 +187,7 @@ class BGKConservation(Formulation):
             x = torch.linspace(a, b, 101, dtype=torch.float64)
             r0, _, T0 = problem.initial_state(x)
             outs = (LogAffine(float(torch.log(r0).mean())), Identity(), LogAffine(float(torch.log(T0).mean())))
-        self.rho, self.u, self.T = (build_field(self.tx.intervals, output=o, **_kw(mnet)) for o in outs)
+        self.rho, self.u, self.T = (build_field(self.tx.intervals + cond, output=o, **_kw(mnet)) for o in outs)
 
     # -- points ---------------------------------------------------------------------------
     def sample(self, generator):

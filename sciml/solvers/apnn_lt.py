@@ -66,8 +66,9 @@ class LTFormulation(Formulation):
 
     def __init__(self, problem: LinearTransportProblem, *, net: NetSpec = NetSpec(), rho_net: NetSpec | None = None,
                  points: PointSpec = PointSpec(), weights: dict[str, float] | None = None, sampler=Uniform(),
-                 engine=None, positive: bool = False, relax_initial: bool | None = None):
+                 engine=None, positive: bool = False, relax_initial: bool | None = None, condition: tuple = ()):
         super().__init__(weights)
+        self.cond = tuple(condition)   # extra inputs of every network (e.g. log10 eps for multi-task)
         self.problem = problem
         self.points = points
         self.sampler = sampler
@@ -95,7 +96,7 @@ class LTFormulation(Formulation):
             out = TimesExp("t", self.tx["t"].lo)
         else:
             out = Exp() if self.positive else Identity()
-        return build_field(self.tx.intervals, output=out, **_kw(spec))
+        return build_field(self.tx.intervals + self.cond, output=out, **_kw(spec))
 
     @abc.abstractmethod
     def density(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,7 @@ class EvenOdd(LTFormulation):
                        "boundary": 10.0, "initial": 10.0, "initial_rho": 10.0}
 
     def build(self, net: NetSpec, rho_net: NetSpec) -> None:
-        phase = self.tx.intervals + (self.vint,)
+        phase = self.tx.intervals + (self.vint,) + self.cond
         self.rho = self._rho_field(rho_net)
         self.r = build_field(phase, parity=Even(self.vint.name), output=Exp() if self.positive else Identity(),
                              **_kw(net))
@@ -222,7 +223,7 @@ class MicroMacro(LTFormulation):
 
     def build(self, net: NetSpec, rho_net: NetSpec) -> None:
         self.rho = self._rho_field(rho_net)
-        self.g_raw = build_field(self.tx.intervals + (self.vint,), **_kw(net))
+        self.g_raw = build_field(self.tx.intervals + (self.vint,) + self.cond, **_kw(net))
         self.vel = self.problem.velocity
 
     def _g(self, qp: QuadratureProduct, values: torch.Tensor) -> torch.Tensor:
@@ -280,7 +281,7 @@ class PINN(LTFormulation):
 
     def build(self, net: NetSpec, rho_net: NetSpec) -> None:
         self.relax_initial = False  # the naive baseline imposes f0 as given
-        self.f = build_field(self.tx.intervals + (self.vint,), output=Exp() if self.positive else Identity(),
+        self.f = build_field(self.tx.intervals + (self.vint,) + self.cond, output=Exp() if self.positive else Identity(),
                              **_kw(net))
         self.vel = self.problem.velocity
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..physics.bgk import BGKProblem, balance_metrics
 from ..physics.linear_transport import LinearTransportProblem
+from ..physics.multitask import MultiEps
 from ..reference.linear_transport import solve_linear_transport
 
 
@@ -40,8 +41,19 @@ def _bgk(problem: BGKProblem, times, s: "ReferenceSolver", progress: bool) -> _F
     return _Fine(res.x, fields, metrics)
 
 
+def _multi(problem: MultiEps, times, s: "ReferenceSolver", progress: bool) -> _Fine:
+    """Each task solved on its own; fields and metrics suffixed with the task label."""
+    fields, metrics, x = {}, {}, None
+    for label, p in zip(problem.labels, problem.problems):
+        res = REFERENCE_SOLVERS[type(p)](p, times, s, progress)
+        x = res.x
+        fields.update({f"{k}_{label}": v for k, v in res.fields.items()})
+        metrics.update({f"{k}_{label}": v for k, v in res.metrics.items()})
+    return _Fine(x, fields, metrics)
+
+
 # reference solvers by problem type
-REFERENCE_SOLVERS = {LinearTransportProblem: _lt, BGKProblem: _bgk}
+REFERENCE_SOLVERS = {LinearTransportProblem: _lt, BGKProblem: _bgk, MultiEps: _multi}
 
 
 def cell_average_to(x_fine: np.ndarray, values: np.ndarray, x_out: np.ndarray, x_range) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""One eps-conditioned network for several Knudsen numbers: shared networks, per-task
+losses and fields, multi-task rules from the YAML, clear errors."""
+import numpy as np
+import pytest
+import torch
+
+import sciml
+from sciml.cli import main
+from sciml.domain import Box, VelocitySpace
+from sciml.physics import Inflow, LinearTransportProblem
+from sciml.physics.multitask import MultiEps
+from sciml.solvers.apnn_lt import EvenOdd, NetSpec, PointSpec
+from sciml.solvers.multitask import MultiTask
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI = ROOT / "problems" / "hrgrad" / "lt_inflow_multi_eps.yaml"
+TINY = {"problem.eps": [1.0, 1e-3, 1e-8], "solver.training.steps": 20, "solver.network.width": 16,
+        "solver.density_network.width": 16, "solver.points.interior": 32, "solver.points.boundary": 16,
+        "solver.points.initial": 16, "solver.velocity_nodes": 8, "solver.training.log_every": 5,
+        "solver.training.checkpoint_every": 10}
+
+
+def lt(eps=1e-3):
+    return LinearTransportProblem(eps=eps, domain=Box.of(t=(0.0, 0.1), x=(0.0, 1.0)),
+                                  velocity=VelocitySpace.gauss_legendre(-1, 1, 8), f0=lambda x, v: 0 * x * v,
+                                  left=Inflow(1.0), right=Inflow(0.0), zero_initial_density=True)
+
+
+def test_tasks_share_the_conditioned_networks():
+    prob = MultiEps.of(lt(), [1.0, 1e-4, 1e-8])
+    m = MultiTask(prob, EvenOdd, net=NetSpec("mlp", 16, 2, "tanh"), points=PointSpec(16, 8, 8))
+    single = EvenOdd(lt(), net=NetSpec("mlp", 16, 2, "tanh"), points=PointSpec(16, 8, 8))
+    # the same networks plus one input (log10 eps) in each first layer: 3 networks x 16 weights
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in single.parameters()) + 3 * 16
+    assert {id(p) for t in m.tasks for p in t.parameters()} == {id(p) for p in m.parameters()}
+    t, x = torch.rand(5) * 0.1, torch.rand(5)
+    obs = m.observables(t, x)
+    assert set(obs) == {"rho_eps1", "rho_eps0.0001", "rho_eps1e-08"}
+    assert not torch.allclose(obs["rho_eps1"], obs["rho_eps1e-08"])      # the encoding matters
+    terms = m.loss(0, torch.Generator().manual_seed(0))
+    assert {k.split("/")[0] for k in terms} == {"eps1", "eps0.0001", "eps1e-08"}
+    # each task has its own eps: relaxed initial data only where eps^2 << t_end
+    assert [tk.relax_initial for tk in m.tasks] == [False, True, True]
+    with pytest.raises(ValueError, match="distinct"):
+        MultiEps.of(lt(), [1e-3, 1e-3])
+
+
+@pytest.mark.parametrize("rule", ["hrgrad", "sum", "weighting=dwa"])
+def test_multi_eps_solve_from_yaml(tmp_path, rule):
+    over = dict(TINY)
+    if rule.startswith("weighting="):
+        over.update({"solver.training.aggregator": None, "solver.training.weighting": rule.split("=")[1]})
+    else:
+        over["solver.training.aggregator"] = rule
+    sol = sciml.solve(MULTI, overrides=over, out=tmp_path / "run", progress=False)
+    assert set(sol.fields) == {"rho_eps1", "rho_eps0.001", "rho_eps1e-08"}
+    assert sol.fields["rho_eps1"].shape == (3, 100)
+    m = sol.metrics
+    assert m["worst_rel_l2_rho"] == max(m[f"rel_l2_rho_{k}"] for k in ("eps1", "eps0.001", "eps1e-08"))
+    if rule == "hrgrad":
+        # the update had a positive dot product with every task gradient at every logged step
+        assert np.all(sol.history["monitor_min_cos_update"] > 0)
+    out = sciml.io.read_result(tmp_path / "run" / "result.h5")
+    assert "term_eps1/kinetic_r" in out["history"]
+    assert (tmp_path / "run" / "figures" / "rho_eps1e-08.png").exists()
+
+
+def test_multi_eps_resume_is_exact(tmp_path):
+    over = dict(TINY, **{"solver.training.aggregator": "hrgrad"})
+    full = sciml.solve(MULTI, overrides=over, out=tmp_path / "full", progress=False)
+    part = dict(over, **{"solver.training.steps": 10})
+    sciml.solve(MULTI, overrides=part, out=tmp_path / "part", progress=False)
+    resumed = sciml.solve(MULTI, overrides=over, out=tmp_path / "part", progress=False, resume=True)
+    for k in full.fields:
+        assert np.array_equal(full.fields[k], resumed.fields[k])
+
+
+@pytest.mark.parametrize("override, path, words", [
+    ("solver.training.aggregator=hrgard", "solver.training.aggregator", "did you mean 'hrgrad'"),
+    ("problem.eps=[1e-3]", "problem.eps", "at least two"),
+    ("problem.eps=[1e-3, 1e-3]", "problem.eps", "distinct"),
+    ("solver.training.weighting=dwa", "solver.training", "not both"),
+])
+def test_bad_multitask_configs_exit_2(tmp_path, capsys, override, path, words):
+    code = main(["solve", str(MULTI), "--set", override, "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and f"config error at {path}" in err and words in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_aggregator_needs_a_list_of_eps(capsys):
+    lt3 = ROOT / "problems" / "kinetic" / "lt_inflow_kn1e-3.yaml"
+    assert main(["solve", str(lt3), "--set", "solver.training.aggregator=hrgrad", "--quiet"]) == 2
+    assert "needs a multi-task problem" in capsys.readouterr().err
+    assert main(["solve", str(MULTI), "--set", "reference.data=../../data/apnns/lt_inflow_kn1e-3.npz",
+                 "--quiet"]) == 2
+    assert "holds one eps" in capsys.readouterr().err
