@@ -30,6 +30,7 @@ from .config.schema import build, option
 class QuickSpec:
     overrides: dict[str, Any] = option(field(default_factory=dict), doc="overrides for the quick run")
     tolerance: float = option(doc="bound on the metric for the quick run", min=0.0, min_exclusive=True)
+    methods: Optional[list[str]] = option(None, doc="methods compared in the quick run (default: all)")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class Entry:
     source: str = option("", doc="paper, table or figure")
     also: list[Check] = option(field(default_factory=list), doc="further metrics checked on the same run "
                                                                  "(e.g. momentum and energy errors)")
+    methods: list[str] = option(field(default_factory=list), doc="multi-task rules to compare (aggregators or "
+                                                                 "loss weightings of sciml.mtl), one run each")
+    target: str = option("hrgrad", doc="the method whose metric is checked when methods are compared")
+    expect_best: bool = option(False, doc="also require the target's metric to be the smallest of all methods")
     quick: Optional[QuickSpec] = option(None, doc="CPU-sized variant")
     measured: Optional[Measured] = option(None, doc="our full-size measurement")
     root: str = option("", doc="(set by the loader)")
@@ -112,6 +117,13 @@ class Report:
     tolerances: dict        # metric -> bound (None: not checked)
     metrics: dict
     out: Path
+    comparison: dict = field(default_factory=dict)   # method -> value of the main metric
+
+    @property
+    def best_ok(self) -> bool:
+        if not (self.entry.expect_best and self.comparison):
+            return True
+        return self.comparison[self.entry.target] <= min(self.comparison.values())
 
     @property
     def value(self) -> float:
@@ -129,7 +141,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(self._ok(m) for m in self.values)
+        return all(self._ok(m) for m in self.values) and (self.quick or self.best_ok)
 
     def text(self) -> str:
         e = self.entry
@@ -141,6 +153,13 @@ class Report:
             if published is not None:
                 line += f"   published {published:.3e}"
             lines.append(line)
+        if self.comparison:
+            lines.append(f"  {e.metric} by method (target {e.target}):")
+            for name, v in sorted(self.comparison.items(), key=lambda kv: kv[1]):
+                lines.append(f"    {name:12s} {v:.3e}" + ("   <- target" if name == e.target else ""))
+            if e.expect_best:
+                lines.append(f"  target best of all: {'yes' if self.best_ok else 'no'}"
+                             + (" (not required for --quick)" if self.quick else ""))
         lines.append(f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}")
         if e.measured is not None and not self.quick:
             m = e.measured
@@ -159,6 +178,9 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     if quick:
         overrides.update(entry.quick.overrides)
     out = Path(out)
+    if entry.methods:
+        return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
+                        progress=progress)
     sol = solve(Path(entry.root) / entry.problem, solver=entry.solver, overrides=overrides, out=out,
                 device=device, resume=resume, progress=progress)
     checks = entry.checks(quick)
@@ -175,4 +197,57 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
         "tolerance": report.tolerance, "published": entry.published, "passed": report.passed,
         "checks": [{"metric": m, "value": values[m], "tolerance": t, "published": p} for m, p, t in checks],
         "metrics": {k: v for k, v in sol.metrics.items() if isinstance(v, (int, float, str))}}, indent=2))
+    return report
+
+
+def method_overrides(name: str) -> dict:
+    """The solver overrides that select a multi-task rule by name."""
+    from . import mtl
+
+    if name in mtl.AGGREGATORS:
+        return {"solver.training.aggregator": name, "solver.training.weighting": None}
+    if name in mtl.WEIGHTINGS:
+        return {"solver.training.aggregator": None, "solver.training.weighting": name}
+    raise ConfigError("methods", f"unknown method {name!r}; allowed: "
+                                 f"{', '.join(sorted(set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS)))}")
+
+
+def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
+             progress: bool) -> Report:
+    """One run per method (``out/<method>/``); table, figure and the target's checks."""
+    from .api import solve
+    from .plot import grouped_bars
+
+    methods = list(entry.quick.methods) if quick and entry.quick.methods else list(entry.methods)
+    if entry.target not in methods:
+        raise ConfigError("target", f"target {entry.target!r} is not among the methods {methods}")
+    runs = {}
+    for name in methods:
+        sol = solve(Path(entry.root) / entry.problem, solver=entry.solver,
+                    overrides={**overrides, **method_overrides(name)}, out=out / name, device=device,
+                    resume=resume, progress=progress)
+        runs[name] = {k: v for k, v in sol.metrics.items() if isinstance(v, (int, float))}
+    checks = entry.checks(quick)
+    for metric, _, _ in checks:
+        if metric not in runs[entry.target]:
+            raise ConfigError("metric", f"the run has no metric {metric!r}; it has {sorted(runs[entry.target])}")
+    values = {m: float(runs[entry.target][m]) for m, _, _ in checks}
+    comparison = {name: float(r[entry.metric]) for name, r in runs.items()}
+    # per-task errors: rel_l2_<field>_eps<value> at the final time, for every method
+    base = entry.metric.removeprefix("worst_")
+    tasks = sorted({k[len(base) + 1:] for k in runs[entry.target] if k.startswith(base + "_eps")
+                    and "_t=" not in k and "all_times" not in k})
+    table = {name: {t: r.get(f"{base}_{t}", float("nan")) for t in tasks} for name, r in runs.items()}
+    grouped_bars(out / "figures" / "comparison.png", tasks, table,
+                 title=f"{entry.id}: {base} per task" + (" (quick)" if quick else ""), ylabel=base)
+    lines = ["| method | " + " | ".join(tasks) + f" | {entry.metric} |", "|---" * (len(tasks) + 2) + "|"]
+    for name in methods:
+        lines.append(f"| {name} | " + " | ".join(f"{table[name][t]:.2e}" for t in tasks)
+                     + f" | {comparison[name]:.2e} |")
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs[entry.target], out, comparison)
+    (out / "validation.json").write_text(json.dumps({
+        "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
+        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok,
+        "comparison": comparison, "per_task": table, "runs": runs}, indent=2))
     return report

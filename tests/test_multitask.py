@@ -97,3 +97,20 @@ def test_aggregator_needs_a_list_of_eps(capsys):
     assert main(["solve", str(MULTI), "--set", "reference.data=../../data/apnns/lt_inflow_kn1e-3.npz",
                  "--quiet"]) == 2
     assert "holds one eps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry", ["hrgrad_lt_methods", "hrgrad_bgk_methods"])
+def test_method_comparison_entry_quick(tmp_path, entry):
+    """The HRGrad comparison entries' quick runs: one run per method, the per-task table
+    and figure, and HRGrad's update positive against every task at every logged step."""
+    from sciml.validation import load_entry, reproduce
+
+    report = reproduce(load_entry(entry), quick=True, out=tmp_path / "c", progress=False)
+    assert report.passed, report.text()
+    assert set(report.comparison) == {"sum", "hrgrad"}
+    assert all(np.isfinite(v) for v in report.comparison.values())
+    table = (tmp_path / "c" / "comparison.md").read_text()
+    assert "| hrgrad |" in table and "eps0.001" in table
+    assert (tmp_path / "c" / "figures" / "comparison.png").exists()
+    hist = sciml.io.read_result(tmp_path / "c" / "hrgrad" / "result.h5")["history"]
+    assert np.all(hist["monitor_min_cos_update"] > 0)

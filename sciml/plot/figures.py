@@ -70,3 +70,25 @@ def error_bars(path, labels: Sequence[str], ours: Sequence[float], published: Se
     ax.set_title(title)
     ax.legend()
     return _save(fig, path)
+
+
+def grouped_bars(path, groups: Sequence[str], values: Mapping[str, Mapping[str, float]], *,
+                 title: str = "", ylabel: str = "relative L2 error") -> Path:
+    """One group of bars per entry of ``groups`` (e.g. tasks), one bar per series
+    (e.g. method): ``values[series][group]`` (log scale)."""
+    fig = Figure(figsize=(max(6.4, 0.9 * len(groups) * max(1, len(values)) / 3), 4.0))
+    ax = fig.add_subplot()
+    n = max(1, len(values))
+    width = 0.8 / n
+    idx = np.arange(len(groups))
+    for i, (name, row) in enumerate(values.items()):
+        ax.bar(idx - 0.4 + (i + 0.5) * width, [row.get(g, np.nan) for g in groups], width=width, label=name,
+               color=f"C{i % 10}")
+    ax.set_xticks(idx, groups, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7, ncol=3)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
