@@ -271,3 +271,16 @@ def test_trainer_resume_is_exact_with_an_aggregator(tmp_path, rule):
     for a, b in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
     assert hook.tasks == ["a", "b"]
+
+
+def test_docs_example_on_a_plain_model_runs():
+    """docs/hrgrad.md's example on a plain PyTorch model (examples are tests)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "hrgrad.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "TaskBackward" in b]
+    assert len(blocks) == 1
+    scope: dict = {}
+    exec(compile(blocks[0], "docs/hrgrad.md", "exec"), scope)   # noqa: S102 - our own documentation
+    assert min(scope["rule"].last["cos_update"]) > 0
