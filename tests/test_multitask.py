@@ -65,6 +65,7 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
     out = sciml.io.read_result(tmp_path / "run" / "result.h5")
     assert "term_eps1/kinetic_r" in out["history"]
     assert (tmp_path / "run" / "figures" / "rho_eps1e-08.png").exists()
+    assert (tmp_path / "run" / "figures" / "tasks.png").exists() == (rule != "weighting=dwa")
 
 
 def test_multi_eps_resume_is_exact(tmp_path):

@@ -92,3 +92,29 @@ def grouped_bars(path, groups: Sequence[str], values: Mapping[str, Mapping[str, 
     ax.legend(fontsize=7, ncol=3)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
+                     task_losses: Mapping[str, np.ndarray] | None = None, title: str = "multi-task diagnostics") -> Path:
+    """Left: cosines (linear scale, the zero line marks conflict); right: the loss of
+    each task (log scale)."""
+    fig = Figure(figsize=(10.0, 3.8))
+    ax = fig.add_subplot(1, 2, 1)
+    for name, vals in cosines.items():
+        ax.plot(steps, vals, lw=1.2, label=name)
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cosine")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if task_losses:
+        bx = fig.add_subplot(1, 2, 2)
+        for name, vals in task_losses.items():
+            bx.semilogy(steps, vals, lw=1.2, label=name)
+        bx.set_xlabel("step")
+        bx.set_ylabel("task loss")
+        bx.grid(alpha=0.3, which="both")
+        bx.legend(fontsize=7)
+    fig.subplots_adjust(wspace=0.3)
+    return _save(fig, path)

@@ -53,7 +53,7 @@ class Solution:
         return path
 
     def draw(self, fig_dir: str | Path) -> list[Path]:
-        from ..plot import profiles, training_curves
+        from ..plot import profiles, task_diagnostics, training_curves
 
         fig_dir = Path(fig_dir)
         paths = []
@@ -74,8 +74,17 @@ class Solution:
                                       ylabel=FIELD_LABELS.get(name, name)))
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
-            terms.update({f"{k[8:]} (vs reference)": v for k, v in self.history.items() if k.startswith("monitor_")})
+            cos = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_") and "cos" in k}
+            terms.update({f"{k[8:]} (vs reference)": v for k, v in self.history.items()
+                          if k.startswith("monitor_") and k[8:] not in cos})
             paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms))
+            if cos:   # multi-task runs: cosines on a linear scale, and the loss of each task
+                tasks: dict[str, np.ndarray] = {}
+                for k, v in self.history.items():
+                    if k.startswith("term_") and "/" in k:
+                        task = k[5:].split("/", 1)[0]
+                        tasks[task] = tasks.get(task, 0) + np.asarray(v)
+                paths.append(task_diagnostics(fig_dir / "tasks.png", self.history["step"], cos, tasks))
         return paths
 
     def summary(self) -> str:
