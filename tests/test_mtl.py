@@ -252,7 +252,8 @@ def test_task_backward_sum_equals_plain_backward_and_keeps_zero_rows():
         hook({"fit": terms["a/fit"]}, params)
 
 
-@pytest.mark.parametrize("rule", [{"aggregator": "hrgrad"}, {"weighting": "gradnorm"}, {"weighting": "dwa"}])
+@pytest.mark.parametrize("rule", [{"aggregator": "hrgrad"}, {"aggregator": "nashmtl"}, {"weighting": "gradnorm"},
+                                  {"weighting": "dwa"}, {"weighting": "famo"}, {"weighting": "uncertainty"}])
 def test_trainer_resume_is_exact_with_an_aggregator(tmp_path, rule):
     from sciml.train import TrainConfig, Trainer
 
