@@ -19,26 +19,23 @@ from .weighting import DWA, FAMO, WEIGHTINGS, GradNorm, Uncertainty, Weighting
 AGGREGATORS = {"sum": Sum, "mean": Mean, "hrgrad": HRGrad, **BASELINES}
 
 
+def _lookup(table: dict, name: str, what: str):
+    try:
+        return table[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(table), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {what} {name!r}{hint}; allowed: {', '.join(sorted(table))}") from None
+
+
 def aggregator(name: str, **options) -> Aggregator:
     """An aggregator by name (``sorted(AGGREGATORS)`` lists them) with its options."""
-    try:
-        make = AGGREGATORS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(AGGREGATORS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown aggregator {name!r}{hint}; allowed: {', '.join(sorted(AGGREGATORS))}") from None
-    return make(**options)
+    return _lookup(AGGREGATORS, name, "aggregator")(**options)
 
 
 def weighting(name: str, **options) -> Weighting:
     """A loss weighting by name (``sorted(WEIGHTINGS)``) with its options."""
-    try:
-        make = WEIGHTINGS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(WEIGHTINGS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown loss weighting {name!r}{hint}; allowed: {', '.join(sorted(WEIGHTINGS))}") from None
-    return make(**options)
+    return _lookup(WEIGHTINGS, name, "loss weighting")(**options)
 
 
 __all__ = ["AGGREGATORS", "Aggregator", "ConflictScaled", "DWA", "EqualRates", "FAMO", "GradNorm", "HRGrad",

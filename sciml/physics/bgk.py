@@ -61,6 +61,21 @@ def moment_weights(v):
     return lib.stack([lib.ones_like(v), v, 0.5 * v * v], -1)
 
 
+def _evaluate(data, name: str, col) -> tuple:
+    """Each of ``data`` (numbers or callables of the keyword ``name``) at ``col``,
+    broadcast to its shape, as the same kind of array (numpy float64 or a tensor of
+    ``col``'s dtype and device)."""
+    out = []
+    for d in data:
+        val = d(**{name: col}) if callable(d) else d
+        if isinstance(col, torch.Tensor):
+            val = torch.broadcast_to(torch.as_tensor(val, dtype=col.dtype, device=col.device), col.shape)
+        else:
+            val = np.broadcast_to(np.asarray(val, dtype=np.float64), np.shape(col))
+        out.append(val)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class MaxwellianWall:
     """Incoming ``f`` at a wall = Maxwellian of the state ``(rho, u, T)``; each is a
@@ -72,16 +87,7 @@ class MaxwellianWall:
 
     def state(self, t):
         """``(rho, u, T)`` at times ``t`` (broadcast to ``t``'s shape)."""
-        lib = _lib(t)
-        out = []
-        for c in (self.rho, self.u, self.T):
-            val = c(t=t) if callable(c) else c
-            if lib is torch:
-                val = torch.broadcast_to(torch.as_tensor(val, dtype=t.dtype, device=t.device), t.shape)
-            else:
-                val = np.broadcast_to(np.asarray(val, dtype=np.float64), np.shape(t))
-            out.append(val)
-        return tuple(out)
+        return _evaluate((self.rho, self.u, self.T), "t", t)
 
     @property
     def constant(self) -> bool:
@@ -124,16 +130,7 @@ class BGKProblem:
 
     def initial_state(self, x):
         """``(rho0, u0, T0)`` at ``x`` (numpy or torch, same type and shape as ``x``)."""
-        lib = _lib(x)
-        out = []
-        for fn in (self.rho0, self.u0, self.T0):
-            val = fn(x=x) if callable(fn) else fn
-            if lib is torch:
-                val = torch.broadcast_to(torch.as_tensor(val, dtype=x.dtype, device=x.device), x.shape)
-            else:
-                val = np.broadcast_to(np.asarray(val, dtype=np.float64), np.shape(x))
-            out.append(val)
-        return tuple(out)
+        return _evaluate((self.rho0, self.u0, self.T0), "x", x)
 
     def f0(self, x, v):
         """``M(rho0, u0, T0)(x, v)`` (broadcasting)."""
