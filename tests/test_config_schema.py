@@ -341,3 +341,17 @@ def test_describe_lists_keys_types_defaults_and_docs():
     assert "weights: mapping[str, float]  [default: {}]  -- loss weights" in lines
     assert "verbose: bool  [default: false]  -- chatty" in lines
     assert describe(Union[Step, Constant]).splitlines()[:2] == ["kind: step", "  every: int, >= 1  [default: 100]  -- steps between decays"]
+
+
+def test_yaml_dates_are_accepted_as_strings():
+    """YAML reads an unquoted 2026-11-23 as a date; a string field takes its ISO form."""
+    import datetime
+    from dataclasses import dataclass
+
+    from sciml.config.schema import build, option
+
+    @dataclass(frozen=True)
+    class WithDate:
+        date: str = option("", doc="a date")
+
+    assert build(WithDate, {"date": datetime.date(2026, 11, 23)}).date == "2026-11-23"

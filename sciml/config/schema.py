@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import difflib
 import functools
 import math
@@ -154,6 +155,8 @@ def _convert(tp, value, path: str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return repr(value)
+        if isinstance(value, (datetime.date, datetime.time)):   # YAML reads 2026-11-23 as a date
+            return value.isoformat()
         _fail(path, f"expected a string, got {_fmt(value)}")
     if tp in (list, tuple) or origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -197,7 +200,19 @@ def _union(args, value, path: str):
             return _convert(m, value, path)
         except ConfigError:
             pass
-    _fail(path, f"expected {_type_name(Union[args])}, got {_fmt(value)}")
+    _fail(path, f"expected {' or '.join(_describe(m) for m in members)}, got {_fmt(value)}")
+
+
+def _describe(tp) -> str:
+    """Plain words for a type in error messages: ``float`` -> ``a number``."""
+    words = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+    if tp in words:
+        return words[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (list, tuple) and args:
+        inner = _describe(args[0])
+        return "a list of " + {"a number": "numbers", "an integer": "integers", "a string": "strings"}.get(inner, inner)
+    return _type_name(tp)
 
 
 def _constrain(f: dataclasses.Field, value, path: str) -> None:
