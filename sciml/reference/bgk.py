@@ -342,6 +342,16 @@ class _Transport:
 
 # ----------------------------------------------------------------------------- driver
 
+def _check_positive(name: str, val) -> float:
+    try:
+        val = float(val)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {val!r}") from None
+    if not (math.isfinite(val) and val > 0):
+        raise ValueError(f"{name} must be positive and finite, got {val}")
+    return val
+
+
 def _check_int(name, val, lo):
     if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
@@ -384,12 +394,7 @@ def solve_bgk(
     if order not in (1, 2) or isinstance(order, bool):
         raise ValueError(f"order must be 1 or 2, got {order!r}")
     slope = _get_limiter(limiter) if order == 2 else None
-    try:
-        cfl = float(cfl)
-    except (TypeError, ValueError):
-        raise ValueError(f"cfl must be a positive number, got {cfl!r}") from None
-    if not (math.isfinite(cfl) and cfl > 0):
-        raise ValueError(f"cfl must be positive and finite, got {cfl}")
+    cfl = _check_positive("cfl", cfl)
     for side in ("left", "right"):
         if not isinstance(problem.wall(side), MaxwellianWall):
             raise ValueError(f"{side} boundary must be a MaxwellianWall, got {problem.wall(side)!r}")
@@ -435,12 +440,7 @@ def solve_bgk(
     dx = (b - a) / nx
     if dt is None:
         dt = cfl * dx / vmax
-    try:
-        dt = float(dt)
-    except (TypeError, ValueError):
-        raise ValueError(f"dt must be a positive number, got {dt!r}") from None
-    if not (math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be positive and finite, got {dt}")
+    dt = _check_positive("dt", dt)
 
     xc = a + (np.arange(nx) + 0.5) * dx
     mom = _Moments(v, w)
