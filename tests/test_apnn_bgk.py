@@ -168,3 +168,26 @@ def test_quick_validation_entries(tmp_path, case):
     assert {"density.png", "momentum.png", "energy.png", "training.png", "validation.png"} <= figs
     with h5py.File(tmp_path / "q" / "result.h5") as f:
         assert f["fields/energy"].shape == (4, 100) and "rel_l2_energy" in f["metrics"].attrs
+
+
+@pytest.mark.parametrize("case", ["I", "II", "III", "IV", "V"])
+def test_quick_tolerances_are_below_the_initial_states_error(case):
+    """The quick bounds mean something: the initial state itself (a network that learned
+    no dynamics) fails them for rho and E (its errors are quoted in the entries)."""
+    from pathlib import Path
+
+    from sciml.api import build_problem
+    from sciml.config import load_run
+    from sciml.physics.bgk import conserved
+    from sciml.reference.bgk import solve_bgk
+    from sciml.validation import load_entry
+
+    root = Path(__file__).resolve().parents[1]
+    entry = load_entry(f"bgk_case_{case}")
+    prob = build_problem(load_run(root / entry.problem, solver="reference").config.problem)
+    ref = solve_bgk(prob, nx=200, nv=64, output_times=[prob.t_end])
+    U0 = conserved(*prob.initial_state(ref.x))
+    err = {name: np.linalg.norm(U0[k] - ref.fields[name][-1]) / np.linalg.norm(ref.fields[name][-1])
+           for k, name in [(0, "rho"), (2, "energy")]}
+    quick = {m: t for m, _, t in entry.checks(quick=True)}
+    assert err["rho"] > quick["rel_l2_rho"] and err["energy"] > quick["rel_l2_energy"], (err, quick)
