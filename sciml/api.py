@@ -19,6 +19,7 @@ from .config.expr import Expression
 from .config.problem import (APNNSolverSpec, BGKSpec, CosineSchedule, DirichletBC, InflowBC,
                              LinearTransportSpec, ReferenceSolverSpec, StepSchedule)
 from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
+from .nn.conditioning import ENCODINGS
 from .physics.bgk import BGKProblem, MaxwellianWall
 from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
 from .physics.multitask import MultiEps
@@ -101,6 +102,11 @@ def _net(spec) -> NetSpec:
     return NetSpec(arch=spec.arch, width=spec.width, depth=spec.depth, act=spec.activation)
 
 
+def _encoding(spec):
+    options = {k: v for k, v in dataclasses.asdict(spec).items() if k != "kind"}
+    return ENCODINGS[spec.kind](**options)
+
+
 def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver:
     tr = spec.training
     train = TrainConfig(steps=tr.steps, lr=tr.lr, schedule=_schedule(tr.schedule), lbfgs_steps=tr.lbfgs_steps,
@@ -119,6 +125,7 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
         weights=dict(spec.weights), sampler=SAMPLERS[spec.points.sampler](), engine=ENGINES[spec.engine](),
         train=train, positive=spec.positive, relax_initial=spec.relax_initial,
         options={k: getattr(spec, k) for k in ("exact_walls", "f_form") if getattr(spec, k) is not None}, mtl=rule,
+        encoding=_encoding(spec.eps_encoding),
         dtype=getattr(torch, spec.dtype), device=device or spec.device,
         name=f"apnn-{spec.formulation}")
 

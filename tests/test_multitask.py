@@ -10,6 +10,8 @@ from sciml.domain import Box, VelocitySpace
 from sciml.physics import Inflow, LinearTransportProblem
 from sciml.physics.multitask import MultiEps
 from sciml.solvers.apnn_lt import EvenOdd, NetSpec, PointSpec
+from sciml.nn import MLP, ResNet
+from sciml.nn.conditioning import Embedding, FiLM
 from sciml.solvers.multitask import MultiTask
 
 from pathlib import Path
@@ -45,6 +47,55 @@ def test_tasks_share_the_conditioned_networks():
     assert [tk.relax_initial for tk in m.tasks] == [False, True, True]
     with pytest.raises(ValueError, match="distinct"):
         MultiEps.of(lt(), [1e-3, 1e-3])
+
+
+@pytest.mark.parametrize("encoding", [Embedding(dim=4, width=8), FiLM(width=8)])
+def test_eps_encodings_condition_every_network(encoding):
+    prob = MultiEps.of(lt(), [1.0, 1e-4, 1e-8])
+    m = MultiTask(prob, EvenOdd, encoding=encoding, net=NetSpec("mlp", 16, 2, "tanh"), points=PointSpec(16, 8, 8))
+    nets = [f.net for f in m.shared.values()]
+    assert len(nets) == 3 and all(type(n).__name__ == ("FiLMNet" if isinstance(encoding, FiLM) else "EmbeddedNet")
+                                  for n in nets)
+    t, x = torch.rand(5) * 0.1, torch.rand(5)
+    if isinstance(encoding, FiLM):
+        # identity modulation at initialisation: every task sees the same function ...
+        obs = m.observables(t, x)
+        assert torch.equal(obs["rho_eps1"], obs["rho_eps1e-08"])
+        # ... but the modulation receives gradient, and after one step the tasks differ
+        sum(v.sum() for v in m.loss(0, torch.Generator().manual_seed(0)).values()).backward()
+        assert all(n.modulation[-1].weight.grad.abs().sum() > 0 for n in nets)
+        with torch.no_grad():
+            for n in nets:
+                n.modulation[-1].weight.add_(0.1 * torch.sign(n.modulation[-1].weight.grad))
+    obs = m.observables(t, x)
+    assert not torch.allclose(obs["rho_eps1"], obs["rho_eps1e-08"])
+    assert {id(p) for tk in m.tasks for p in tk.parameters()} == {id(p) for p in m.parameters()}
+
+
+def test_film_of_a_constant_code_is_the_base_network():
+    """FiLM with zero modulation equals the unconditioned network; a scale-and-shift
+    code is exactly (1 + gamma) h + beta after every hidden stage."""
+    for cls in (MLP, ResNet):
+        base = cls(3, 2, width=8, depth=3)
+        film = FiLM(width=4).wrap(base)
+        x = torch.randn(6, 3)
+        assert torch.equal(film(x), film.net(x[:, :-1]))
+        with torch.no_grad():
+            film.modulation[-1].bias.normal_()
+        gb = film.modulation(x[:, -1:]).unflatten(-1, (film.n_stages, 2, 8))
+        h = x[:, :-1]
+        for i, stage in enumerate(film.net.stages()):
+            h = (1 + gb[:, i, 0]) * stage(h) + gb[:, i, 1]
+        assert torch.allclose(film(x), film.net.head(h))
+
+
+@pytest.mark.parametrize("kind", ["embedding", "film"])
+def test_eps_encoding_from_yaml(tmp_path, kind):
+    over = dict(TINY, **{"solver.eps_encoding": {"kind": kind}, "solver.training.steps": 10})
+    sol = sciml.solve(MULTI, overrides=over, out=tmp_path / "run", progress=False)
+    assert np.isfinite(sol.metrics["worst_rel_l2_rho"])
+    config = sciml.io.read_result(tmp_path / "run" / "result.h5")["attrs"]["config"]
+    assert f"eps_encoding:\n    kind: {kind}" in config
 
 
 @pytest.mark.parametrize("rule", ["hrgrad", "sum", "weighting=dwa"])
@@ -83,6 +134,8 @@ def test_multi_eps_resume_is_exact(tmp_path):
     ("problem.eps=[1e-3]", "problem.eps", "at least two"),
     ("problem.eps=[1e-3, 1e-3]", "problem.eps", "distinct"),
     ("solver.training.weighting=dwa", "solver.training", "not both"),
+    ("solver.eps_encoding={kind: film, width: 0}", "solver.eps_encoding.width", ">= 1"),
+    ("solver.eps_encoding={kind: films}", "solver.eps_encoding", "film"),
 ])
 def test_bad_multitask_configs_exit_2(tmp_path, capsys, override, path, words):
     code = main(["solve", str(MULTI), "--set", override, "--out", str(tmp_path / "o"), "--quiet"])
@@ -95,6 +148,8 @@ def test_aggregator_needs_a_list_of_eps(capsys):
     lt3 = ROOT / "problems" / "kinetic" / "lt_inflow_kn1e-3.yaml"
     assert main(["solve", str(lt3), "--set", "solver.training.aggregator=hrgrad", "--quiet"]) == 2
     assert "needs a multi-task problem" in capsys.readouterr().err
+    assert main(["solve", str(lt3), "--set", "solver.eps_encoding={kind: film}", "--quiet"]) == 2
+    assert "solver.eps_encoding" in capsys.readouterr().err
     assert main(["solve", str(MULTI), "--set", "reference.data=../../data/apnns/lt_inflow_kn1e-3.npz",
                  "--quiet"]) == 2
     assert "holds one eps" in capsys.readouterr().err

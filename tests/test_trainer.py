@@ -368,3 +368,19 @@ def test_distributed_gloo_two_ranks(tmp_path):
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert len(ck["rng"]) == 2 and not torch.equal(ck["rng"][0]["generator"], ck["rng"][1]["generator"])
     assert sorted(os.listdir(out)) == ["checkpoint.pt", "metrics.jsonl"]
+
+
+def test_cosine_warmup_and_adamw():
+    from sciml.train import Cosine, TrainConfig, Trainer
+    sched = Cosine(final_factor=0.01, warmup=10)
+    assert sched.factor(0, 110) == pytest.approx(0.1) and sched.factor(5, 110) == pytest.approx(0.55)
+    assert sched.factor(10, 110) == pytest.approx(1.0) and sched.factor(110, 110) == pytest.approx(0.01)
+    assert sched.factor(60, 110) == pytest.approx(0.505)
+    with pytest.raises(ValueError, match="warmup"):
+        Cosine(warmup=-1)
+    model = torch.nn.Linear(2, 1)
+    tr = Trainer(model, lambda step, g: {"l": model(torch.ones(1, 2)).pow(2).sum()},
+                 config=TrainConfig(steps=1, weight_decay=1e-2, progress=False))
+    assert isinstance(tr.optimizer, torch.optim.AdamW) and tr.optimizer.defaults["weight_decay"] == 1e-2
+    with pytest.raises(ValueError, match="weight_decay"):
+        TrainConfig(steps=1, weight_decay=-1.0)

@@ -150,6 +150,10 @@ def _check_formulation(config: RunConfig, source: str) -> None:
                                                 f"equation; allowed: {', '.join(allowed)}", source=source)
     multi = isinstance(config.problem.eps, (list, tuple))
     training = getattr(config.solver, "training", None)
+    encoding = getattr(config.solver, "eps_encoding", None)
+    if encoding is not None and encoding.kind != "input" and not multi:
+        raise ConfigError("solver.eps_encoding", "needs a multi-task problem: give problem.eps as a list of Knudsen "
+                                                 "numbers", source=source)
     if training is not None and not multi:
         for key in ("aggregator", "weighting"):
             if getattr(training, key) is not None:

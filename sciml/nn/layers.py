@@ -42,10 +42,21 @@ class MLP(nn.Module):
         layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
         self.in_dim, self.out_dim = in_dim, out_dim
+        self.width, self.depth, self.act = width, depth, act
         xavier_(self)
 
     def forward(self, x):
         return self.net(x)
+
+    def stages(self) -> list[nn.Module]:
+        """The hidden stages (each ends in a ``width``-wide activation), in order;
+        ``head`` maps the last one to the output. Used by FiLM conditioning."""
+        mods = list(self.net)
+        return [nn.Sequential(mods[i], mods[i + 1]) for i in range(0, len(mods) - 1, 2)]
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net[-1]
 
 
 class ResidualBlock(nn.Module):
@@ -71,10 +82,19 @@ class ResNet(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(width, act) for _ in range(depth)])
         self.out = nn.Linear(width, out_dim)
         self.in_dim, self.out_dim = in_dim, out_dim
+        self.width, self.depth, self.act = width, depth, act
         xavier_(self)
 
     def forward(self, x):
         return self.out(self.blocks(self.inp(x)))
+
+    def stages(self) -> list[nn.Module]:
+        """Input layer, then each residual block (see :meth:`MLP.stages`)."""
+        return [self.inp, *self.blocks]
+
+    @property
+    def head(self) -> nn.Module:
+        return self.out
 
 
 ARCHITECTURES = {"mlp": MLP, "resnet": ResNet}

@@ -20,6 +20,7 @@ from .apnn_bgk import FORMULATIONS as BGK_FORMULATIONS
 from .apnn_lt import FORMULATIONS as LT_FORMULATIONS
 from .apnn_lt import NetSpec, PointSpec
 from .multitask import MultiTask
+from ..nn.conditioning import InputEncoding
 
 # formulations by problem type: later equations register here
 FORMULATIONS = {LinearTransportProblem: LT_FORMULATIONS, BGKProblem: BGK_FORMULATIONS}
@@ -82,6 +83,7 @@ class APNNSolver:
     relax_initial: bool | None = None
     options: dict = dataclasses.field(default_factory=dict)   # formulation-specific keywords
     mtl: object = None            # multi-task rule: a sciml.mtl.Aggregator or Weighting (None: plain sum)
+    encoding: object = None       # multi-task: how networks see eps (sciml.nn.conditioning; None: input column)
     dtype: torch.dtype = torch.float32
     device: str = "auto"
     name: str = "apnn"
@@ -99,7 +101,13 @@ class APNNSolver:
         kwargs = dict(net=self.net, rho_net=self.rho_net, points=self.points, weights=self.weights,
                       sampler=type(self.sampler)(dtype=self.dtype), engine=self.engine, positive=self.positive,
                       relax_initial=self.relax_initial, **self.options)
-        model = MultiTask(problem, cls, **kwargs) if isinstance(problem, MultiEps) else cls(problem, **kwargs)
+        if isinstance(problem, MultiEps):
+            enc = {} if self.encoding is None else {"encoding": self.encoding}
+            model = MultiTask(problem, cls, **enc, **kwargs)
+        elif self.encoding is not None and not isinstance(self.encoding, InputEncoding):
+            raise ValueError("an eps encoding needs a multi-task problem (a list of eps)")
+        else:
+            model = cls(problem, **kwargs)
         return model.to(device=device, dtype=self.dtype)
 
     def solve(self, problem, *, times: np.ndarray, x: np.ndarray, out_dir: str | Path | None = None,

@@ -2,9 +2,10 @@
 
 :class:`MultiTask` wraps any single-eps formulation (linear transport even–odd,
 micro–macro, PINN; BGK conservation). Its networks take one more input, the
-*eps encoding* ``log10(eps)`` normalised onto ``[-1, 1]`` over the tasks' range (the
-simplest embedding: the first layer mixes it with the coordinates; every network
-of the formulation is conditioned). The K tasks share those networks: each task is
+*eps encoding* ``log10(eps)`` normalised onto ``[-1, 1]`` over the tasks' range; how a
+network sees it is a strategy from :mod:`sciml.nn.conditioning` (``encoding=``: one
+more input column by default, a learned embedding, or FiLM modulation of every
+hidden layer). Every network of the formulation is conditioned. The K tasks share those networks: each task is
 a copy of the single-eps formulation whose networks are :class:`Conditioned`
 views of the shared ones with its own encoding.
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..domain import Interval
 from ..nn import Field
+from ..nn.conditioning import InputEncoding
 from ..physics.multitask import MultiEps
 from .formulation import Formulation
 
@@ -42,7 +44,7 @@ class Conditioned(nn.Module):
 
 
 class MultiTask(Formulation):
-    def __init__(self, problem: MultiEps, formulation: type, **kwargs):
+    def __init__(self, problem: MultiEps, formulation: type, *, encoding=InputEncoding(), **kwargs):
         super().__init__(None)
         lo, hi = problem.log_eps_range
         cond = Interval(ENCODING, lo, hi)
@@ -52,6 +54,9 @@ class MultiTask(Formulation):
         shared = {path: m for path, m in tasks[0].named_modules() if isinstance(m, Field)}
         if not shared:
             raise ValueError(f"{formulation.__name__} has no networks to condition")
+        for field in shared.values():
+            field.net = encoding.wrap(field.net)
+        self.encoding = encoding
         self.shared = nn.ModuleDict({path.replace(".", "__"): m for path, m in shared.items()})
         for task, p in zip(tasks, problem.problems):
             for path, field in shared.items():

@@ -117,16 +117,23 @@ class StepDecay(_Schedule):
 
 @dataclass(frozen=True)
 class Cosine(_Schedule):
-    """Cosine from ``lr`` (step 0) to ``lr * final_factor`` (step ``total_steps``)."""
+    """Cosine from ``lr`` (step ``warmup``) to ``lr * final_factor`` (step
+    ``total_steps``), after an optional linear warmup from ``0.1 lr``."""
 
     final_factor: float = 0.0
+    warmup: int = 0
 
     def __post_init__(self):
         if not self.final_factor >= 0:
             raise ValueError(f"Cosine.final_factor must be >= 0, got {self.final_factor}")
+        if int(self.warmup) < 0:
+            raise ValueError(f"Cosine.warmup must be >= 0, got {self.warmup}")
 
     def factor(self, step: int, total_steps: int) -> float:
-        frac = min(max(int(step), 0), total_steps) / max(int(total_steps), 1)
+        w = int(self.warmup)
+        if step < w:
+            return 0.1 + 0.9 * int(step) / w
+        frac = min(max(int(step) - w, 0), total_steps - w) / max(int(total_steps) - w, 1)
         ff = float(self.final_factor)
         return ff + (1.0 - ff) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
@@ -141,6 +148,7 @@ class TrainConfig:
 
     steps: int                          # Adam steps
     lr: float = 1e-3
+    weight_decay: float = 0.0           # > 0: AdamW (decoupled weight decay) instead of Adam
     schedule: object = Constant()       # Constant() / StepDecay(every, gamma) / Cosine(final_factor)
     lbfgs_steps: int = 0                # L-BFGS iterations after Adam, on a fixed batch
     lbfgs_lr: float = 1.0
@@ -155,6 +163,8 @@ class TrainConfig:
     def __post_init__(self):
         if int(self.steps) < 0 or int(self.lbfgs_steps) < 0:
             raise ValueError("steps and lbfgs_steps must be >= 0")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not self.lr > 0 or not self.lbfgs_lr > 0:
             raise ValueError("lr and lbfgs_lr must be > 0")
         if int(self.log_every) < 1:
@@ -387,7 +397,8 @@ class Trainer:
             raise ValueError("the model has no trainable parameters")
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(config.seed) + self.rank)
-        self.optimizer = torch.optim.Adam(self.params, lr=config.lr)
+        self.optimizer = (torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+                          if config.weight_decay > 0 else torch.optim.Adam(self.params, lr=config.lr))
         self.scheduler = config.schedule.scheduler(self.optimizer, int(config.steps))
         self.lbfgs: torch.optim.LBFGS | None = None
         self.history = TrainHistory()
