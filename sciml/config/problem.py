@@ -236,6 +236,27 @@ class TrainingSpec:
 
 
 @dataclass(frozen=True)
+class InputEncodingSpec:
+    kind: Literal["input"]
+
+
+@dataclass(frozen=True)
+class EmbeddingEncodingSpec:
+    kind: Literal["embedding"]
+    dim: int = option(8, doc="features of the learned eps code appended to the coordinates", min=1, max=4096)
+    width: int = option(32, doc="hidden units of the embedding network", min=1, max=65536)
+
+
+@dataclass(frozen=True)
+class FiLMEncodingSpec:
+    kind: Literal["film"]
+    width: int = option(32, doc="hidden units of the network giving each layer's scale and shift", min=1, max=65536)
+
+
+EncodingSpec = Union[InputEncodingSpec, EmbeddingEncodingSpec, FiLMEncodingSpec]
+
+
+@dataclass(frozen=True)
 class APNNSolverSpec:
     kind: Literal["apnn"]
     velocity_nodes: Optional[int] = option(None, doc="Gauss-Legendre nodes on [-1, 1] replacing the problem's "
@@ -257,6 +278,9 @@ class APNNSolverSpec:
     f_form: Optional[Literal["local_maxwellian", "envelope", "softplus"]] = option(
         None, doc="bgk: f = M(rho, u, T) softplus(N)/log 2 with the macroscopic networks (local_maxwellian, "
                   "default), softplus(N) exp(-v^2/(2 T_max)) (envelope), or softplus(N) (softplus, the authors')")
+    eps_encoding: EncodingSpec = option(InputEncodingSpec("input"), doc="multi-task: how every network sees "
+                                        "log10 eps: one more input (input), a learned code appended to the inputs "
+                                        "(embedding), or scale and shift of every hidden layer (film)")
     points: PointsSpec = option(PointsSpec(), doc="collocation points")
     weights: dict[str, float] = option(field(default_factory=dict), doc="loss weights by term name")
     engine: Literal["reverse", "forward"] = option("reverse", doc="derivative engine")
@@ -287,3 +311,41 @@ class RunConfig:
     solver: SolverSpec = option(doc="the solver (resolved from a preset in solvers/)")
     reference: ReferenceSpec = option(ReferenceSpec(), doc="reference data")
     output: OutputSpec = option(OutputSpec(), doc="output grid")
+
+
+# ---- MetaColloc meta-training (`sciml metacolloc train`) --------------------------------------------
+@dataclass(frozen=True)
+class RandomFieldSpec:
+    n_features: int = option(4096, doc="random Fourier features per field", min=2, max=1_000_000)
+    smooth_lengthscale: tuple[float, float] = option((0.005, 0.05), doc="RBF lengthscale range (log-uniform)",
+                                                     check=_interval)
+    band_centre: tuple[float, float] = option((10.0, 300.0), doc="band-pass centre frequency range (rad per "
+                                                                "unit length, per coordinate)", check=_interval)
+    band_width: tuple[float, float] = option((1.0, 15.0), doc="band-pass width range", check=_interval)
+    weights: tuple[float, float, float] = option((0.4, 0.4, 0.2), doc="probabilities of smooth, band-pass and "
+                                                                      "half-and-half fields")
+
+
+@dataclass(frozen=True)
+class MetaTrainSpec:
+    dim: int = option(2, doc="space dimension of the basis (the unit square or cube)", min=1, max=6)
+    n_basis: int = option(512, doc="H, the number of basis functions", min=2, max=65536)
+    kmax: int = option(128, doc="Fourier features sin/cos(k pi x) for k = 1, 2, 4, ..., kmax", min=1, max=65536,
+                       check=lambda k: None if k & (k - 1) == 0 else f"must be a power of two, got {k}")
+    fields: RandomFieldSpec = option(RandomFieldSpec(), doc="the random-field task family")
+    tasks: int = option(32, doc="random fields per step (sharing the step's points)", min=1, max=100_000)
+    fit_points: int = option(4000, doc="points of the inner ridge fit", min=1, max=10_000_000)
+    test_points: int = option(1500, doc="held-out points of the outer loss", min=1, max=10_000_000)
+    ridge: float = option(1e-8, doc="ridge parameter of the inner fit", min=0.0, min_exclusive=True)
+    steps: int = option(1000, doc="AdamW steps", min=0, max=100_000_000)
+    lr: float = option(1e-3, doc="peak learning rate", min=0.0, min_exclusive=True, max=10.0)
+    final_lr: float = option(1e-5, doc="learning rate at the end of the cosine decay", min=0.0)
+    warmup: int = option(20, doc="linear warmup steps (from 0.1 lr)", min=0)
+    weight_decay: float = option(1e-4, doc="AdamW weight decay", min=0.0)
+    grad_clip: float = option(1.0, doc="gradient-norm clip", min=0.0, min_exclusive=True)
+    seed: int = option(0, doc="random seed", min=0)
+    checkpoint_every: int = option(100, doc="steps between checkpoints", min=0)
+    log_every: int = option(10, doc="steps between metric lines", min=1)
+    device: str = option("auto", doc="auto, cpu, cuda or cuda:N",
+                         check=lambda d: None if d in ("auto", "cpu", "cuda") or d.startswith("cuda:")
+                         else f"expected auto, cpu, cuda or cuda:N, got {d!r}")
