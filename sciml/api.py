@@ -7,6 +7,7 @@ problem, the solver, the output grid, the reference — and passed down.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -15,8 +16,10 @@ import torch
 
 from . import mtl
 from .config import load_run
+from .config.errors import ConfigError
 from .config.expr import Expression
-from .config.problem import (APNNSolverSpec, BGKSpec, CosineSchedule, DirichletBC, InflowBC,
+from .config.pde import build_pde_problem
+from .config.problem import (APNNSolverSpec, BGKSpec, MetaCollocSolverSpec, PDESpec, CosineSchedule, DirichletBC, InflowBC,
                              LinearTransportSpec, ReferenceSolverSpec, StepSchedule)
 from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
 from .nn.conditioning import ENCODINGS
@@ -28,6 +31,8 @@ from .solvers.apnn import APNNSolver
 from .solvers.apnn_lt import NetSpec, PointSpec
 from .solvers.base import Solution
 from .solvers.compare import FieldReference, field_metrics
+from .solvers.least_squares import SVD, PivotedQR, Ridge
+from .solvers.metacolloc import Collocation, MaxNormRows, MetaCollocSolver, Newton, UnitRows, Waves
 from .solvers.reference import ReferenceSolver
 from .train import TrainConfig
 from .train import Constant, Cosine, StepDecay
@@ -78,12 +83,12 @@ def build_bgk(spec: BGKSpec) -> BGKProblem:
                       left=wall(spec.boundary.left), right=wall(spec.boundary.right))
 
 
-PROBLEM_BUILDERS = {LinearTransportSpec: build_linear_transport, BGKSpec: build_bgk}
+PROBLEM_BUILDERS = {LinearTransportSpec: build_linear_transport, BGKSpec: build_bgk, PDESpec: build_pde_problem}
 
 
 def build_problem(spec):
     """The problem of a spec; a list of eps gives a :class:`MultiEps` of one problem per eps."""
-    if isinstance(spec.eps, (list, tuple)):
+    if isinstance(getattr(spec, "eps", None), (list, tuple)):
         single = PROBLEM_BUILDERS[type(spec)](dataclasses.replace(spec, eps=float(spec.eps[0])))
         return MultiEps.of(single, spec.eps)
     return PROBLEM_BUILDERS[type(spec)](spec)
@@ -134,7 +139,36 @@ def build_reference(spec: ReferenceSolverSpec, *, device: str | None = None) -> 
     return ReferenceSolver(nx=spec.nx, nv=spec.nv, dt=spec.dt, cfl=spec.cfl, limiter=spec.limiter)
 
 
-SOLVER_BUILDERS = {APNNSolverSpec: build_apnn, ReferenceSolverSpec: build_reference}
+_LSTSQ = {"svd": SVD, "qr": PivotedQR, "ridge": Ridge}
+
+
+def _plane_waves(names, box, *, k, directions):
+    return Waves.plane_waves(names, k, directions)
+
+
+def _fourier(names, box, *, kmax):
+    return Waves.fourier(names, kmax, box)
+
+
+def build_metacolloc(spec: MetaCollocSolverSpec, *, device: str | None = None) -> MetaCollocSolver:
+    lstsq = _LSTSQ[spec.lstsq.kind](**{k: v for k, v in dataclasses.asdict(spec.lstsq).items() if k != "kind"})
+    nw = spec.newton
+    enrich = None
+    if spec.enrich is not None and spec.enrich.kind == "plane_waves":
+        k, n = float(Expression(spec.enrich.k, ())()), spec.enrich.directions
+        enrich = functools.partial(_plane_waves, k=k, directions=n)
+    elif spec.enrich is not None:
+        enrich = functools.partial(_fourier, kmax=spec.enrich.kmax)
+    rows = {"max_norm": MaxNormRows, "unit": UnitRows}[spec.rows](spec.row_scale)
+    options = Collocation(interior=spec.interior, boundary=spec.boundary, rows=rows,
+                          boundary_weight=spec.boundary_weight, lstsq=lstsq,
+                          newton=Newton(max_iter=nw.max_iter, tol=nw.tol, line_search=nw.line_search), seed=spec.seed,
+                          enrich=enrich)
+    return MetaCollocSolver(basis=spec.basis, options=options, device=device or spec.device)
+
+
+SOLVER_BUILDERS = {APNNSolverSpec: build_apnn, ReferenceSolverSpec: build_reference,
+                   MetaCollocSolverSpec: build_metacolloc}
 
 
 def output_times(spec, t0: float, t_end: float) -> np.ndarray:
@@ -160,6 +194,24 @@ def _error_monitor(times, x, ref):
     return monitor
 
 
+def _solve_pde(run, *, out, device) -> Solution:
+    cfg = run.config
+    problem = build_pde_problem(cfg.problem)
+    solver_obj = build_metacolloc(cfg.solver, device=device)
+    solver_obj.base_dir = run.base_dir
+    try:
+        res = solver_obj.solve_pde(problem, eval_points=cfg.output.eval_points, grid=cfg.output.grid)
+    except FileNotFoundError as exc:
+        raise ConfigError("solver.basis", str(exc)) from None
+    names = tuple(res["grid"])
+    sol = Solution(solver=solver_obj.name, grid=res["grid"], fields=res["fields"],
+                   dims={k: names for k in res["fields"]}, metrics=res["metrics"], reference=res["reference"],
+                   history={}, config_text=run.yaml_text, meta={**res["meta"], "problem": cfg.problem.name})
+    if out is not None:
+        sol.save(out)
+    return sol
+
+
 # ---- the entry point -----------------------------------------------------------------------
 def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
           overrides: Sequence[str] | Mapping[str, Any] = (), out: str | Path | None = None,
@@ -176,6 +228,8 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     run = load_run(config, solver=solver, overrides=overrides)
     cfg = run.config
     output = cfg.output
+    if isinstance(cfg.problem, PDESpec):
+        return _solve_pde(run, out=out, device=device)
     problem = build_problem(cfg.problem)
     if getattr(cfg.solver, "velocity_nodes", None):
         vel = problem.velocity

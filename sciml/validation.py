@@ -73,6 +73,11 @@ class Entry:
                                                                  "loss weightings of sciml.mtl), one run each")
     target: str = option("hrgrad", doc="the method whose metric is checked when methods are compared")
     expect_best: bool = option(False, doc="also require the target's metric to be the smallest of all methods")
+    study: Optional[str] = option(None, doc="a study instead of one solve: 'module:function' in sciml.studies, "
+                                            "called with the entry and returning its metrics",
+                                  check=lambda v: None if v is None or (":" in v and v.split(":")[0].isidentifier())
+                                  else f"expected 'module:function' (a module of sciml.studies), got {v!r}")
+    params: dict[str, Any] = option(field(default_factory=dict), doc="parameters of the study")
     quick: Optional[QuickSpec] = option(None, doc="CPU-sized variant")
     measured: Optional[Measured] = option(None, doc="our full-size measurement")
     root: str = option("", doc="(set by the loader)")
@@ -181,22 +186,32 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
                         progress=progress)
-    sol = solve(Path(entry.root) / entry.problem, solver=entry.solver, overrides=overrides, out=out,
-                device=device, resume=resume, progress=progress)
+    if entry.study is not None:
+        import importlib
+
+        module, _, name = entry.study.partition(":")
+        try:
+            fn = getattr(importlib.import_module(f"sciml.studies.{module}"), name)
+        except (ImportError, AttributeError):
+            raise ConfigError("study", f"no study {entry.study!r} in sciml.studies") from None
+        metrics = fn(entry, quick=quick, overrides=overrides, out=out, device=device, progress=progress)
+    else:
+        metrics = solve(Path(entry.root) / entry.problem, solver=entry.solver, overrides=overrides, out=out,
+                        device=device, resume=resume, progress=progress).metrics
     checks = entry.checks(quick)
     for metric, _, _ in checks:
-        if metric not in sol.metrics:
-            raise ConfigError("metric", f"the run has no metric {metric!r}; it has {sorted(sol.metrics)}")
-    values = {m: float(sol.metrics[m]) for m, _, _ in checks}
+        if metric not in metrics:
+            raise ConfigError("metric", f"the run has no metric {metric!r}; it has {sorted(metrics)}")
+    values = {m: float(metrics[m]) for m, _, _ in checks}
     error_bars(out / "figures" / "validation.png", [m for m, _, _ in checks], list(values.values()),
                [p for _, p, _ in checks],
                title=f"{entry.id}: ours vs published" + (" (quick)" if quick else ""))
-    report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(sol.metrics), out)
+    report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(metrics), out)
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "value": report.value,
         "tolerance": report.tolerance, "published": entry.published, "passed": report.passed,
         "checks": [{"metric": m, "value": values[m], "tolerance": t, "published": p} for m, p, t in checks],
-        "metrics": {k: v for k, v in sol.metrics.items() if isinstance(v, (int, float, str))}}, indent=2))
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}, indent=2))
     return report
 
 

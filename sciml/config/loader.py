@@ -130,7 +130,26 @@ def _check_expressions(resolved: dict, source: str) -> None:
                 raise ConfigError(exc.path, exc.message, source=source) from None
 
 
+def _check_pde(config: RunConfig, source: str) -> None:
+    """Solver kinds per equation; a pde problem's expressions parse (the key named)."""
+    pde = config.problem.equation == "pde"
+    kind = config.solver.kind
+    if pde != (kind == "metacolloc"):
+        allowed = "metacolloc" if pde else "apnn, reference"
+        raise ConfigError("solver.kind", f"{kind!r} does not solve the {config.problem.equation} equation; "
+                                         f"allowed: {allowed}", source=source)
+    if not pde:
+        return
+    from .pde import check_pde_spec
+    try:
+        check_pde_spec(config.problem)
+    except ConfigError as exc:
+        raise ConfigError(exc.path, exc.message, source=source) from None
+
+
 def _check_output(config: RunConfig, source: str) -> None:
+    if config.problem.equation == "pde":
+        return
     times = config.output.times
     t0, t1 = config.problem.t
     if times is not None:
@@ -205,6 +224,7 @@ def load_run(config: str | Path | Mapping, *, solver: str | None = None,
     resolved = to_dict(cfg)
     _check_expressions(resolved, source)
     _check_files(cfg, base_dir, source)
+    _check_pde(cfg, source)
     _check_output(cfg, source)
     _check_formulation(cfg, source)
     return LoadedRun(cfg, resolved, base_dir, source)

@@ -147,7 +147,63 @@ class BGKSpec:
     boundary: BGKBoundaries = option(doc="Maxwellian walls")
 
 
-ProblemSpec = Union[LinearTransportSpec, BGKSpec]
+@dataclass(frozen=True)
+class BoxDomainSpec:
+    kind: Literal["box"]
+    bounds: dict[str, tuple[float, float]] = option(doc="coordinate -> [lo, hi] in order, e.g. {x: [0, 1], "
+                                                        "y: [0, 1]} (one-letter names)")
+
+
+@dataclass(frozen=True)
+class LShapeDomainSpec:
+    kind: Literal["lshape"]
+    lo: float = option(-1.0, doc="the square [lo, hi]^2 ...")
+    hi: float = option(1.0, doc="...")
+    corner: float = option(0.0, doc="... minus the quadrant [corner, hi]^2 (boundary parts: outer, notch)")
+
+
+@dataclass(frozen=True)
+class AnnulusDomainSpec:
+    kind: Literal["annulus"]
+    r_in: float = option(0.5, doc="inner radius (boundary part: inner)", min=0.0, min_exclusive=True)
+    r_out: float = option(1.0, doc="outer radius (boundary part: outer)", min=0.0, min_exclusive=True)
+    center: tuple[float, float] = option((0.0, 0.0), doc="centre")
+
+
+@dataclass(frozen=True)
+class DiskDomainSpec:
+    kind: Literal["disk"]
+    radius: float = option(1.0, doc="radius (boundary part: circle)", min=0.0, min_exclusive=True)
+    center: tuple[float, float] = option((0.0, 0.0), doc="centre")
+
+
+DomainSpec = Union[BoxDomainSpec, LShapeDomainSpec, AnnulusDomainSpec, DiskDomainSpec]
+
+
+@dataclass(frozen=True)
+class PDEBoundarySpec:
+    kind: Literal["dirichlet", "neumann", "robin"] = option(doc="u = g, du/dn = g, or alpha u + beta du/dn = g")
+    parts: Optional[list[str]] = option(None, doc="boundary parts (box: x_lo, x_hi, y_lo, ...; lshape: outer, notch; "
+                                               "annulus: inner, outer; disk: circle); default: all")
+    value: Optional[str] = option(None, doc="g, an expression in the coordinates (default: from problem.exact)")
+    alpha: float = option(1.0, doc="robin: coefficient of u")
+    beta: float = option(0.0, doc="robin: coefficient of du/dn (outward normal)")
+
+
+@dataclass(frozen=True)
+class PDESpec:
+    equation: Literal["pde"]
+    name: str = option(doc="problem name (used in titles and file names)")
+    domain: DomainSpec = option(doc="the region")
+    operator: str = option(doc="N[u], an expression in u, its derivatives u_x, u_xx, u_xy, u_xxx, ..., lap(u) and "
+                               "the coordinates; the PDE is N[u] = source")
+    source: Optional[str] = option(None, doc="right-hand side f (default: manufactured from exact, N[exact])")
+    exact: Optional[str] = option(None, doc="exact solution (for errors, and the data left out)")
+    time: Optional[str] = option(None, doc="the coordinate that is time (excluded from lap)")
+    boundary: list[PDEBoundarySpec] = option(doc="boundary conditions, each on some parts")
+
+
+ProblemSpec = Union[LinearTransportSpec, BGKSpec, PDESpec]
 
 # learned formulations allowed for each equation (the solvers register the same names;
 # tests/test_config_schema.py checks the two agree)
@@ -170,6 +226,10 @@ class OutputSpec:
     times: Optional[list[float]] = option(None, doc="output times (default: 5 equally spaced up to t_end)",
                                           check=lambda v: None if v is None else _sorted_positive(v))
     nx: int = option(100, doc="number of cell centres in x for the output grid", min=2, max=100000)
+    eval_points: int = option(10000, doc="pde: random interior points of the RMSE and relative L2 error",
+                              min=1, max=100_000_000)
+    grid: int = option(101, doc="pde: points per axis of the plotted and saved field (3D: the middle slice)",
+                       min=2, max=10000)
 
 
 # ---- solvers --------------------------------------------------------------------------------
@@ -302,7 +362,87 @@ class ReferenceSolverSpec:
     limiter: Literal["minmod", "van_leer"] = option("minmod", doc="slope limiter of the MUSCL reconstruction (bgk)")
 
 
-SolverSpec = Union[APNNSolverSpec, ReferenceSolverSpec]
+@dataclass(frozen=True)
+class SVDLstsqSpec:
+    kind: Literal["svd"]
+    rcond: float = option(1e-15, doc="drop singular values below rcond * s_max", min=0.0)
+    columns: bool = option(True, doc="scale the columns to unit norm before solving")
+
+
+@dataclass(frozen=True)
+class QRLstsqSpec:
+    kind: Literal["qr"]
+    rcond: float = option(1e-13, doc="rank cut of the column-pivoted QR (CPU only)", min=0.0)
+    columns: bool = option(False, doc="scale the columns to unit norm before solving")
+
+
+@dataclass(frozen=True)
+class RidgeLstsqSpec:
+    kind: Literal["ridge"]
+    lam: float = option(1e-10, doc="Tikhonov parameter", min=0.0, min_exclusive=True)
+    columns: bool = option(False, doc="scale the columns to unit norm before solving")
+
+
+LstsqSpec = Union[SVDLstsqSpec, QRLstsqSpec, RidgeLstsqSpec]
+
+
+@dataclass(frozen=True)
+class NewtonSpec:
+    max_iter: int = option(50, doc="most Newton iterations (nonlinear operators)", min=1, max=100000)
+    tol: float = option(1e-12, doc="stop when the relative step or the relative scaled residual is below tol",
+                        min=0.0)
+    line_search: bool = option(True, doc="backtrack on the scaled residual")
+
+
+def _constant(text) -> Optional[str]:
+    from .expr import Expression
+    from .errors import ConfigError
+    try:
+        e = Expression(str(text), ())
+    except ConfigError as exc:
+        return exc.message
+    return None if e.is_constant else f"expected a constant such as 64*pi, got {text!r}"
+
+
+@dataclass(frozen=True)
+class PlaneWavesSpec:
+    kind: Literal["plane_waves"]
+    k: str = option(doc="wavenumber |omega|, a constant expression such as 64*pi", check=_constant)
+    directions: int = option(64, doc="directions in [0, pi) (cos and sin columns each)", min=1, max=100000)
+
+
+@dataclass(frozen=True)
+class FourierEnrichSpec:
+    kind: Literal["fourier"]
+    kmax: int = option(16, doc="products sin/cos(m pi x/L) sin/cos(n pi y/L) for m, n <= kmax", min=1, max=1000)
+
+
+EnrichSpec = Union[PlaneWavesSpec, FourierEnrichSpec]
+
+
+@dataclass(frozen=True)
+class MetaCollocSolverSpec:
+    kind: Literal["metacolloc"]
+    basis: str = option("2d", doc="trained basis: 2d or 3d (shipped in data/metacolloc/) or a path to a .pt file "
+                                  "from `sciml metacolloc train`")
+    interior: int = option(2000, doc="interior collocation points", min=1, max=10_000_000)
+    boundary: int = option(1200, doc="boundary collocation points (over all conditions)", min=0, max=10_000_000)
+    rows: Literal["max_norm", "unit"] = option("max_norm", doc="row weights (fixed at u = 0): each row divided by "
+                                                               "its largest entry (max_norm, the authors') or as "
+                                                               "written (unit)")
+    row_scale: float = option(100.0, doc="factor on every row weight", min=0.0, min_exclusive=True)
+    boundary_weight: float = option(0.01, doc="extra factor on the boundary rows", min=0.0, min_exclusive=True)
+    lstsq: LstsqSpec = option(SVDLstsqSpec("svd"), doc="least-squares solver")
+    newton: NewtonSpec = option(NewtonSpec(), doc="Newton–Raphson (nonlinear operators)")
+    enrich: Optional[EnrichSpec] = option(None, doc="extra analytic columns beside the basis (2D): plane waves of "
+                                                    "one wavenumber (Helmholtz) or a tensor Fourier basis")
+    seed: int = option(0, doc="seed of the collocation points", min=0)
+    device: str = option("auto", doc="auto, cpu, cuda or cuda:N",
+                         check=lambda d: None if d in ("auto", "cpu", "cuda") or d.startswith("cuda:")
+                         else f"expected auto, cpu, cuda or cuda:N, got {d!r}")
+
+
+SolverSpec = Union[APNNSolverSpec, ReferenceSolverSpec, MetaCollocSolverSpec]
 
 
 @dataclass(frozen=True)

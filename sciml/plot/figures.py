@@ -118,3 +118,40 @@ def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
         bx.legend(fontsize=7)
     fig.subplots_adjust(wspace=0.3)
     return _save(fig, path)
+
+
+def field_2d(path, axes: Mapping[str, np.ndarray], ours: np.ndarray, *, reference: np.ndarray | None = None,
+             title: str = "", label: str = "ours") -> Path:
+    """A field on a 2D grid (``ours[i, j]`` at ``(a[i], b[j])``; NaN outside the
+    region): ours, the reference and the pointwise error (log colour scale)."""
+    from matplotlib.colors import LogNorm
+
+    (na, a), (nb, b) = list(axes.items())[:2]
+    panels = [(ours, label)] + ([(reference, "reference")] if reference is not None else [])
+    n = len(panels) + (1 if reference is not None else 0)
+    fig = Figure(figsize=(4.2 * n, 3.6))
+    ext = [a[0], a[-1], b[0], b[-1]]
+    lo = np.nanmin([np.nanmin(p) for p, _ in panels])
+    hi = np.nanmax([np.nanmax(p) for p, _ in panels])
+    for k, (vals, name) in enumerate(panels):
+        ax = fig.add_subplot(1, n, k + 1)
+        im = ax.imshow(vals.T, origin="lower", extent=ext, aspect="auto", vmin=lo, vmax=hi, cmap="viridis")
+        ax.set_xlabel(na)
+        ax.set_ylabel(nb)
+        ax.set_title(name, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.85)
+    if reference is not None:
+        err = np.abs(ours - reference)
+        pos = err[np.isfinite(err) & (err > 0)]
+        ax = fig.add_subplot(1, n, n)
+        norm = LogNorm(vmin=max(pos.min(), pos.max() * 1e-8), vmax=pos.max()) if pos.size else None
+        im = ax.imshow(np.where(err > 0, err, np.nan).T, origin="lower", extent=ext, aspect="auto", norm=norm,
+                       cmap="magma")
+        ax.set_xlabel(na)
+        ax.set_ylabel(nb)
+        ax.set_title("|error|", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.85)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.35)
+    return _save(fig, path)

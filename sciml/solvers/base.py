@@ -53,10 +53,18 @@ class Solution:
         return path
 
     def draw(self, fig_dir: str | Path) -> list[Path]:
-        from ..plot import profiles, task_diagnostics, training_curves
+        from ..plot import field_2d, profiles, task_diagnostics, training_curves
 
         fig_dir = Path(fig_dir)
         paths = []
+        for name, values in self.fields.items():      # fields on a plane (pde problems)
+            dims = self.dims.get(name, ())
+            if len(dims) == 2 and dims != ("t", "x") and values.ndim == 2:
+                title = f"{self.meta.get('problem', '')} ({self.solver}): {name}"
+                if f"rel_l2_{name}" in self.metrics:
+                    title += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
+                paths.append(field_2d(fig_dir / f"{name}.png", {d: self.grid[d] for d in dims}, values,
+                                      reference=self.reference.get(name), title=title, label=self.solver))
         if {"t", "x"} <= set(self.grid):
             t, x = self.grid["t"], self.grid["x"]
             for name, values in self.fields.items():
