@@ -245,7 +245,7 @@ def test_meta_train_cli_writes_basis_and_manifest_and_resumes(tmp_path, capsys):
 
 QUICK_ENTRIES = ["metacolloc_poisson2d", "metacolloc_varcoeff2d", "metacolloc_sine_gordon_ivp", "metacolloc_kdv_ivp",
                  "metacolloc_helmholtz_fails", "metacolloc_helmholtz_enriched", "metacolloc_highfreq_fails",
-                 "metacolloc_highfreq_enriched", "metacolloc_frequency_sweep"]
+                 "metacolloc_highfreq_enriched", "metacolloc_frequency_sweep", "metacolloc_versus_pinn_fd"]
 
 
 @pytest.mark.parametrize("entry", QUICK_ENTRIES)
@@ -254,3 +254,26 @@ def test_metacolloc_validation_entries_quick(tmp_path, entry):
     report = reproduce(load_entry(entry), quick=True, out=tmp_path / "q", progress=False)
     assert report.passed, report.text()
     assert (tmp_path / "q" / "figures").exists()
+
+
+def test_docs_examples_run(capsys):
+    """docs/metacolloc.md's Python examples (examples are tests)."""
+    text = (ROOT / "docs" / "metacolloc.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/metacolloc.md", "exec"), {})   # noqa: S102 - our own documentation
+    out = capsys.readouterr().out
+    err = float(re.search(r"rel. L2 ([0-9.e+-]+)", out).group(1))
+    assert err < 1.2e-5
+
+
+def test_docs_yaml_example_solves(tmp_path):
+    import yaml
+    text = (ROOT / "docs" / "metacolloc.md").read_text()
+    block = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)[0]
+    cfg = yaml.safe_load(block)
+    sol = api_solve({**cfg, "solver": "metacolloc"}, overrides={"output.grid": 21}, out=tmp_path / "mine")
+    assert not sol.metrics["linear"] and sol.metrics["newton_iterations"] >= 2
+    assert sol.metrics["newton_residual"] < 1e-3 and np.isfinite(sol.fields["u"]).all()   # measured 1.7e-4
+    assert (tmp_path / "mine" / "figures" / "u.png").exists()

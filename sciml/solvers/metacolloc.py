@@ -414,6 +414,8 @@ def solve(problem, basis: nn.Module, *, options: Collocation = Collocation(), de
             if small_step or converged or stagnated:
                 break
         info.update(res.info())
+    if history:
+        info["newton_residual"] = history[-1]    # weighted residual relative to that of u = 0
     info.update({"linear": sys.linear, "newton_iterations": iters, "residual_history": history,
                  "rows_interior": int(sys.D[()].shape[0]), "rows_boundary": sys.n_boundary, "n_basis": H,
                  "time_assemble": t_assemble, "time_total": time.perf_counter() - t0})

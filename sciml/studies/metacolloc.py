@@ -82,3 +82,76 @@ def frequency_sweep(entry, *, quick: bool, overrides: dict, out: Path, device=No
     _save(fig, out / "figures" / "frequency_sweep.png")
     (out / "frequency_sweep.json").write_text(json.dumps({"k": ks, "fit": fit, "solve": sol_err}, indent=2))
     return metrics
+
+
+def versus_pinn_fd(entry, *, quick: bool, overrides: dict, out: Path, device=None, progress=True) -> dict:
+    """MetaColloc, a PINN trained by our trainer and a second-order finite-difference
+    solve on one 2D linear problem (``params.problem``), time and error side by side:
+
+    * MetaColloc: one solve with the problem's solver settings;
+    * PINN (:func:`sciml.solvers.pinn_pde.train_pinn`): ``params.pinn_steps`` Adam
+      steps, its relative L2 error logged against time; reported: its best error and
+      the time it first reached ``params.target`` (``inf`` if never);
+    * FD (:func:`sciml.reference.fd.fd_to_accuracy`): grids doubled until the error
+      is below MetaColloc's (or ``n_max``); reported: the time of that grid.
+
+    Writes ``versus.md``, ``versus.json`` and ``figures/versus.png`` (error vs time)."""
+    from matplotlib.figure import Figure
+
+    from ..api import solve as api_solve
+    from ..config import load_run
+    from ..config.pde import build_pde_problem
+    from ..plot.figures import _save
+    from ..reference.fd import fd_to_accuracy
+    from ..solvers.pinn_pde import train_pinn
+
+    params = dict(entry.params)
+    params.update({k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("params.")})
+    path = Path(entry.root) / params.get("problem", entry.problem)
+    run = load_run(path)
+    problem = build_pde_problem(run.config.problem)
+    out = Path(out)
+    mc = api_solve(path, overrides={"output.eval_points": 10000}, out=out / "metacolloc", device=device)
+    t_mc, e_mc = mc.metrics["time_total"], mc.metrics["rel_l2_u"]
+    target = float(params.get("target", 1e-3))
+    pinn = train_pinn(problem, steps=int(params.get("pinn_steps", 3000)), lr=float(params.get("pinn_lr", 1e-2)),
+                      width=int(params.get("pinn_width", 64)), depth=int(params.get("pinn_depth", 4)),
+                      callback_every=int(params.get("pinn_log_every", 50)), seed=0)
+    hist = pinn["history"]
+    reached = [s for _, s, e in hist if e <= target]
+    t_pinn = reached[0] if reached else math.inf
+    best_pinn = min(e for _, _, e in hist)
+    runs, n_fd = fd_to_accuracy(problem, max(e_mc, 1e-12), n_max=int(params.get("fd_n_max", 1024)))
+    fd_row = next((r for r in runs if r[0] == n_fd), runs[-1])
+    fd_target = next((r for r in runs if r[1] <= target), None)
+    metrics = {"metacolloc_rel_l2": e_mc, "metacolloc_seconds": t_mc, "pinn_best_rel_l2": best_pinn,
+               "pinn_seconds_to_target": t_pinn, "pinn_seconds_total": pinn["time_s"],
+               "speedup_vs_pinn_at_target": (t_pinn / t_mc) if e_mc <= target else 0.0,
+               "fd_n_at_metacolloc_error": float(fd_row[0]), "fd_rel_l2": float(fd_row[1]),
+               "fd_seconds": float(fd_row[2]),
+               "fd_seconds_to_target": float(fd_target[2]) if fd_target else math.inf, "target": target}
+    lines = [f"# MetaColloc vs PINN vs finite differences: {run.config.problem.name}", "",
+             "| method | relative L2 | seconds | note |", "|---|---|---|---|",
+             f"| MetaColloc (one solve) | {e_mc:.2e} | {t_mc:.2f} | basis {run.config.solver.basis} |",
+             f"| PINN ({len(hist) and hist[-1][0]} Adam steps) | {best_pinn:.2e} (best) | {pinn['time_s']:.1f} | "
+             f"reached {target:g} after {t_pinn:.1f} s |",
+             f"| FD, n = {fd_row[0]} | {fd_row[1]:.2e} | {fd_row[2]:.2f} | smallest grid at MetaColloc's error "
+             f"(or the largest tried) |"]
+    if fd_target:
+        lines.append(f"| FD, n = {fd_target[0]} | {fd_target[1]:.2e} | {fd_target[2]:.2f} | first grid below {target:g} |")
+    (out / "versus.md").write_text("\n".join(lines) + "\n")
+    (out / "versus.json").write_text(json.dumps({"metrics": metrics, "pinn_history": hist,
+                                                 "fd_runs": runs}, indent=2, default=float))
+    fig = Figure(figsize=(5.8, 4.0))
+    ax = fig.add_subplot()
+    ax.loglog([max(s, 1e-3) for _, s, _ in hist], [e for _, _, e in hist], "-", label="PINN (training)")
+    ax.loglog([max(r[2], 1e-4) for r in runs], [r[1] for r in runs], "s-", label="finite differences (n doubling)")
+    ax.loglog([t_mc], [e_mc], "*", ms=14, label="MetaColloc (one solve)")
+    ax.axhline(target, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("seconds (CPU)")
+    ax.set_ylabel("relative L2 error")
+    ax.set_title(f"{run.config.problem.name}: error vs time")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    _save(fig, out / "figures" / "versus.png")
+    return metrics
