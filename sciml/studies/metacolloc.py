@@ -155,3 +155,39 @@ def versus_pinn_fd(entry, *, quick: bool, overrides: dict, out: Path, device=Non
     ax.legend(fontsize=8)
     _save(fig, out / "figures" / "versus.png")
     return metrics
+
+
+def suite(entry, *, quick: bool, overrides: dict, out: Path, device=None, progress=True) -> dict:
+    """Every problem of ``params.problems`` (``name: published RMSE or null``) solved
+    with its own settings: ``suite.md`` (published beside ours), ``suite.json`` and
+    ``figures/suite.png``; metrics ``rmse_<name>`` and ``rel_l2_<name>``."""
+    from ..api import solve as api_solve
+    from ..plot import grouped_bars
+
+    params = dict(entry.params)
+    params.update({k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("params.")})
+    root = Path(entry.root) / str(params.get("folder", "problems/metacolloc"))
+    n_eval = int(params.get("eval_points", 10000))
+    out = Path(out)
+    rows, metrics = [], {}
+    for name, published in dict(params["problems"]).items():
+        sol = api_solve(root / f"{name}.yaml", overrides={"output.eval_points": n_eval, "output.grid": 51},
+                        device=device)
+        m = sol.metrics
+        metrics[f"rmse_{name}"], metrics[f"rel_l2_{name}"] = m["rmse"], m["rel_l2_u"]
+        rows.append((name, published, m["rmse"], m["rel_l2_u"], m.get("newton_iterations", 1), m["time_total"]))
+    lines = ["| problem | published RMSE | ours, RMSE | ours, rel. L2 | Newton steps | seconds |",
+             "|---|---|---|---|---|---|"]
+    for name, pub, rmse, rel, it, t in rows:
+        lines.append(f"| {name} | {'—' if pub is None else f'{pub:.3g}'} | {rmse:.2e} | {rel:.2e} | {it} | {t:.2f} |")
+    (out / "suite.md").parent.mkdir(parents=True, exist_ok=True)
+    (out / "suite.md").write_text("\n".join(lines) + "\n")
+    (out / "suite.json").write_text(json.dumps(
+        [dict(zip(("problem", "published_rmse", "rmse", "rel_l2_u", "newton_iterations", "seconds"), r))
+         for r in rows], indent=2))
+    names = [r[0] for r in rows]
+    grouped_bars(out / "figures" / "suite.png", names,
+                 {"ours": {r[0]: r[2] for r in rows},
+                  "published": {r[0]: r[1] for r in rows if r[1] is not None}},
+                 ylabel="RMSE", title="MetaColloc suite: ours vs published")
+    return metrics
