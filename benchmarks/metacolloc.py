@@ -32,29 +32,16 @@ import time
 
 import torch
 
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak(device) -> float:
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM"):
-                return float(line.split()[1]) / 1024
-    return float("nan")
+from common import peak_mib, sync
 
 
 def _timed(fn, device, reps):
     out, times = None, []
     for _ in range(reps):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         out = fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return out, statistics.median(times)
 
@@ -120,7 +107,7 @@ def job(kind, args, q):
                          "seconds_solve": s.metrics["time_total"],
                          "seconds_with_load_and_eval": time.perf_counter() - t0}
         res = out
-    res["peak_mib"] = _peak(dev)
+    res["peak_mib"] = peak_mib(dev)
     q.put(res)
 
 

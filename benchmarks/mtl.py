@@ -31,6 +31,8 @@ import time
 import numpy as np
 import torch
 
+from common import peak_mib, sync
+
 
 def make_model(K: int, width: int, points: int, device):
     from sciml.domain import Box, VelocitySpace
@@ -46,21 +48,6 @@ def make_model(K: int, width: int, points: int, device):
     eps = np.logspace(0, -8, K)
     return MultiTask(MultiEps.of(single, eps), EvenOdd, net=NetSpec("mlp", width, 4, "tanh"),
                      points=PointSpec(points, points // 2, points // 2), positive=True).to(device)
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _peak(device) -> float:
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def run(K, variant, width, points, device, steps, q=None):
@@ -97,18 +84,18 @@ def run(K, variant, width, points, device, steps, q=None):
 
     for i in range(2):
         step(i)
-    _sync(device)
+    sync(device)
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(steps):
         t0 = time.perf_counter()
         step(i + 2)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     res = {"K": K, "variant": variant, "device": device, "width": width, "points_per_task": points,
            "parameters": sum(p.numel() for p in params), "step_s": statistics.median(times),
-           "peak_mem_MiB": _peak(device)}
+           "peak_mem_MiB": peak_mib(device)}
     if q is not None:
         q.put(res)
     return res
