@@ -424,12 +424,15 @@ def solve(problem, basis: nn.Module, *, options: Collocation = Collocation(), de
 
 # ---- the solver object of `solver: {kind: metacolloc}` ---------------------------------------------
 def basis_path(name: str, base_dir: Optional[Path] = None) -> Path:
-    """``"2d"``/``"3d"`` -> the shipped basis in ``data/metacolloc/``; else a path
-    (relative to ``base_dir``, the problem file's folder)."""
+    """``"2d"``/``"3d"`` -> the shipped basis in ``data/metacolloc/``; else a path,
+    relative to the working directory when it exists there, else to ``base_dir`` (the
+    problem file's folder)."""
     if name in ("2d", "3d"):
         return Path(__file__).resolve().parents[2] / "data" / "metacolloc" / f"basis_{name}.pt"
     p = Path(name)
-    return p if p.is_absolute() or base_dir is None else base_dir / p
+    if p.is_absolute() or base_dir is None or p.exists():
+        return p
+    return base_dir / p
 
 
 def _grid_points(region, n: int, time: Optional[str], dtype):
