@@ -136,8 +136,11 @@ def main():
         j = measure("jets", H=H, N=2000, **base)
         v = measure("jvp", H=H, N=2000, **base)
         results[f"derivatives_H{H}"] = {"jets": j, "nested_jvp": v}
+        agree = abs(j["checksum"] - v["checksum"]) / abs(v["checksum"])
+        if agree > 1e-10:
+            raise SystemExit(f"jets and nested jvp disagree at H = {H}: relative {agree:.1e}")
         print(f"   H = {H:5d}: jets {j['seconds']:.3f} s ({j['peak_mib']:.0f} MiB)   nested jvp {v['seconds']:.3f} s "
-              f"({v['peak_mib']:.0f} MiB)   ratio {v['seconds'] / j['seconds']:.1f}x")
+              f"({v['peak_mib']:.0f} MiB)   ratio {v['seconds'] / j['seconds']:.1f}x   agree to {agree:.0e}")
     print("2. 2D Poisson solve (assembly + SVD least squares)")
     for H in [int(h) for h in a.sizes.split(",")]:
         r = measure("solve", H=H, N=2000, **base)
