@@ -425,7 +425,7 @@ class MetaCollocSolverSpec:
     kind: Literal["metacolloc"]
     basis: str = option("2d", doc="trained basis: 2d or 3d (shipped in data/metacolloc/) or a path to a .pt file "
                                   "from `sciml metacolloc train`")
-    interior: int = option(2000, doc="interior collocation points", min=1, max=10_000_000)
+    interior: int = option(4000, doc="interior collocation points", min=1, max=10_000_000)
     boundary: int = option(1200, doc="boundary collocation points (over all conditions)", min=0, max=10_000_000)
     rows: Literal["max_norm", "unit"] = option("max_norm", doc="row weights (fixed at u = 0): each row divided by "
                                                                "its largest entry (max_norm, the authors') or as "

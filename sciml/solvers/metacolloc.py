@@ -279,7 +279,7 @@ class Newton:
 class Collocation:
     """How the system is built and solved (see the module doc)."""
 
-    interior: int = 2000
+    interior: int = 4000
     boundary: int = 1200
     rows: Callable = MaxNormRows()        # row weights, fixed at w = 0 (MaxNormRows / UnitRows)
     boundary_weight: float = 0.01

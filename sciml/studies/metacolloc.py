@@ -43,7 +43,7 @@ def frequency_sweep(entry, *, quick: bool, overrides: dict, out: Path, device=No
     params.update({k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith("params.")})
     ks = [float(k) for k in params.get("k", [1, 2, 4, 8, 16, 32, 64])]
     basis, _ = load_basis(basis_path(params.get("basis", "2d")), device=device or "cpu")
-    opts = Collocation(interior=int(params.get("interior", 2000)), boundary=int(params.get("boundary", 1200)),
+    opts = Collocation(interior=int(params.get("interior", 4000)), boundary=int(params.get("boundary", 1200)),
                        lstsq=SVD(float(params.get("rcond", 1e-15)), columns=bool(params.get("columns", True))))
     g = torch.Generator().manual_seed(1)
     region = BoxRegion.of(x=(0.0, 1.0), y=(0.0, 1.0))
