@@ -2,6 +2,7 @@
 reference, training history, the resolved config) that can save itself."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ class Solution:
             dims = self.dims.get(name, ())
             if len(dims) == 2 and dims != ("t", "x") and values.ndim == 2:
                 title = f"{self.meta.get('problem', '')} ({self.solver}): {name}"
+                fixed = json.loads(self.meta.get("slice", "{}") or "{}")   # further coordinates held fixed
+                if fixed:
+                    title += " at " + ", ".join(f"{k} = {v:g}" for k, v in fixed.items())
                 if f"rel_l2_{name}" in self.metrics:
                     title += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
                 paths.append(field_2d(fig_dir / f"{name}.png", {d: self.grid[d] for d in dims}, values,
