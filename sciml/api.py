@@ -151,7 +151,10 @@ def _fourier(names, box, *, kmax):
 
 
 def build_metacolloc(spec: MetaCollocSolverSpec, *, device: str | None = None) -> MetaCollocSolver:
-    lstsq = _LSTSQ[spec.lstsq.kind](**{k: v for k, v in dataclasses.asdict(spec.lstsq).items() if k != "kind"})
+    def _lstsq(ls):
+        return _LSTSQ[ls.kind](**{k: v for k, v in dataclasses.asdict(ls).items() if k != "kind"})
+
+    lstsq = _lstsq(spec.lstsq)
     nw = spec.newton
     enrich = None
     if spec.enrich is not None and spec.enrich.kind == "plane_waves":
@@ -162,7 +165,8 @@ def build_metacolloc(spec: MetaCollocSolverSpec, *, device: str | None = None) -
     rows = {"max_norm": MaxNormRows, "unit": UnitRows}[spec.rows](spec.row_scale)
     options = Collocation(interior=spec.interior, boundary=spec.boundary, rows=rows,
                           boundary_weight=spec.boundary_weight, lstsq=lstsq,
-                          newton=Newton(max_iter=nw.max_iter, tol=nw.tol, line_search=nw.line_search), seed=spec.seed,
+                          newton=Newton(max_iter=nw.max_iter, tol=nw.tol, line_search=nw.line_search,
+                                        lstsq=_lstsq(nw.lstsq)), seed=spec.seed,
                           enrich=enrich)
     return MetaCollocSolver(basis=spec.basis, options=options, device=device or spec.device)
 

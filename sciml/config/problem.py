@@ -392,6 +392,8 @@ class NewtonSpec:
     tol: float = option(1e-12, doc="stop when the relative step or the relative scaled residual is below tol",
                         min=0.0)
     line_search: bool = option(True, doc="backtrack on the scaled residual")
+    lstsq: LstsqSpec = option(SVDLstsqSpec("svd", rcond=1e-13), doc="least-squares solver of the Newton steps "
+                                                                   "(its rank cut above the rounding noise)")
 
 
 def _constant(text) -> Optional[str]:
