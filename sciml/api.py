@@ -166,7 +166,7 @@ def build_metacolloc(spec: MetaCollocSolverSpec, *, device: str | None = None) -
     options = Collocation(interior=spec.interior, boundary=spec.boundary, rows=rows,
                           boundary_weight=spec.boundary_weight, lstsq=lstsq,
                           newton=Newton(max_iter=nw.max_iter, tol=nw.tol, line_search=nw.line_search,
-                                        lstsq=_lstsq(nw.lstsq)), seed=spec.seed,
+                                        lstsq=_lstsq(nw.lstsq), polish=nw.polish), seed=spec.seed,
                           enrich=enrich)
     return MetaCollocSolver(basis=spec.basis, options=options, device=device or spec.device)
 

@@ -394,6 +394,8 @@ class NewtonSpec:
     line_search: bool = option(True, doc="backtrack on the scaled residual")
     lstsq: LstsqSpec = option(SVDLstsqSpec("svd", rcond=1e-13), doc="least-squares solver of the Newton steps "
                                                                    "(its rank cut above the rounding noise)")
+    polish: int = option(3, doc="then at most this many steps with solver.lstsq, each kept only if it lowers the "
+                                "residual", min=0, max=1000)
 
 
 def _constant(text) -> Optional[str]:
