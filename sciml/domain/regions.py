@@ -36,6 +36,8 @@ All randomness comes from the ``torch.Generator`` passed in and results live on
 """
 from __future__ import annotations
 
+import abc
+
 import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
@@ -89,8 +91,8 @@ def _allocate(n: int, weights: Sequence[float]) -> list[int]:
     return counts
 
 
-class Region:
-    """Base class of regions (see the module docstring for the protocol).
+class Region(abc.ABC):
+    """Abstract base class of regions (see the module docstring for the protocol).
 
     Subclasses provide ``names``, ``parts``, ``part_measures``, ``measure``,
     ``bounds`` and the hooks ``_inside`` and ``_sample_part`` on ``(N, d)`` tensors;
@@ -105,8 +107,9 @@ class Region:
         return len(self.names)
 
     @property
+    @abc.abstractmethod
     def part_measures(self) -> tuple[float, ...]:
-        raise NotImplementedError
+        ...
 
     @property
     def perimeter(self) -> float:
@@ -114,25 +117,29 @@ class Region:
         return float(sum(self.part_measures))
 
     @property
+    @abc.abstractmethod
     def measure(self) -> float:
-        raise NotImplementedError
+        ...
 
     @property
+    @abc.abstractmethod
     def bounds(self) -> Box:
-        raise NotImplementedError
+        ...
 
     def part_id(self, name: str) -> int:
         """Index of the boundary part ``name`` in ``parts``."""
         return self._select(name)[0]
 
     # -- hooks ----------------------------------------------------------------
+    @abc.abstractmethod
     def _inside(self, x: torch.Tensor, tol: float, strict: bool) -> torch.Tensor:
         """Open set (``strict``) or closed set grown by ``tol``; ``x`` is ``(N, d)``."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def _sample_part(self, k: int, n: int, g: torch.Generator, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` uniform points ``(n, d)`` of part ``k`` and their outward normals."""
-        raise NotImplementedError
+        ...
 
     @property
     def _acceptance(self) -> float:
