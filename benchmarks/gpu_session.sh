@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One GPU session's work, in stages that each fit one device call (10 min, 8 files back).
+#
+# Here, once (the device machine has no network; it lacks torchjd and the QP solvers
+# behind two baselines, which travel as wheels; scs is left out: cvxpy needs only its
+# default solvers for Nash-MTL and CAGrad):
+#   bash benchmarks/gpu_session.sh wheels            # -> .whl/ (ignored by git, ~25 MB)
+# Then, with the device tool, each stage as one call with carry [".whl"]:
+#   bash benchmarks/gpu_session.sh check             # nvidia-smi + tests/test_devices.py on CUDA
+#   bash benchmarks/gpu_session.sh bench             # residual.py, mtl.py, metacolloc.py on CUDA -> $OUT/*.json
+#   bash benchmarks/gpu_session.sh reproduce ID...   # full-size validation entries -> $OUT/ID.tar.gz
+# Budget (30 min of device time a session): check ~2 min, bench ~6 min; the rest for
+# the full-size entries, longest first in a later session if they do not fit.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+stage=${1:-check}
+shift || true
+OUT=${OUT:-runs/gpu}
+mkdir -p "$OUT"
+DEVICE=${DEVICE:-cuda}
+export PYTHONUNBUFFERED=1
+
+if [ "$stage" = wheels ]; then
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl \
+        torchjd==0.18.0 quadprog==0.1.14 qpsolvers==4.13.0 cvxpy==1.9.3 clarabel==0.11.1 ecos==2.0.14 \
+        highspy osqp qdldl sparsediffpy cffi pycparser
+    exit $?
+fi
+
+if [ -d .whl ] && ! python3 -c "import torchjd" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+
+case "$stage" in
+    check)
+        nvidia-smi 2>&1 | tee "$OUT/nvidia-smi.txt"
+        python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/nvidia-smi.txt"
+        python3 -m pytest -q -rs tests/test_devices.py 2>&1 | tee "$OUT/test_devices.log"
+        ;;
+    bench)
+        python3 benchmarks/residual.py --device "$DEVICE" --forward --compile --json "$OUT/residual.json" 2>&1 | tee "$OUT/residual.log"
+        python3 benchmarks/residual.py --device "$DEVICE" --equation bgk --json "$OUT/residual_bgk.json" 2>&1 | tee -a "$OUT/residual.log"
+        python3 benchmarks/mtl.py --device "$DEVICE" --json "$OUT/mtl.json" 2>&1 | tee "$OUT/mtl.log"
+        python3 benchmarks/metacolloc.py --device "$DEVICE" --json "$OUT/metacolloc.json" 2>&1 | tee "$OUT/metacolloc.log"
+        ;;
+    reproduce)
+        for id in "$@"; do
+            python3 -m sciml reproduce "$id" --device "$DEVICE" --out "/tmp/runs/$id" 2>&1 | tee "/tmp/runs_$id.log"
+            cp "/tmp/runs_$id.log" "/tmp/runs/$id/reproduce.log" 2>/dev/null
+            tar --exclude="*.pt" -czf "$OUT/$id.tar.gz" -C /tmp/runs "$id"
+        done
+        ;;
+    *)
+        echo "unknown stage '$stage': use wheels, check, bench or reproduce ID..." >&2
+        exit 2
+        ;;
+esac
