@@ -87,6 +87,11 @@ def test_film_of_a_constant_code_is_the_base_network():
         for i, stage in enumerate(film.net.stages()):
             h = (1 + gb[:, i, 0]) * stage(h) + gb[:, i, 1]
         assert torch.allclose(film(x), film.net.head(h))
+        # one code per call: the broadcast modulation is the per-row one
+        fast = FiLM(width=4).wrap(base, constant_code=True)
+        fast.load_state_dict(film.state_dict())
+        xc = torch.cat([x[:, :-1], torch.full((6, 1), 0.3)], dim=1)
+        assert torch.allclose(fast(xc), film(xc), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["embedding", "film"])

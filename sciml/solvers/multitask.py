@@ -55,7 +55,7 @@ class MultiTask(Formulation):
         if not shared:
             raise ValueError(f"{formulation.__name__} has no networks to condition")
         for field in shared.values():
-            field.net = encoding.wrap(field.net)
+            field.net = encoding.wrap(field.net, constant_code=True)   # tasks are evaluated one by one
         self.encoding = encoding
         self.shared = nn.ModuleDict({path.replace(".", "__"): m for path, m in shared.items()})
         for task, p in zip(tasks, problem.problems):
