@@ -35,7 +35,6 @@ def _to(batch, device):
 
 
 def _same_terms(m, device, atol=1e-12):
-    torch.manual_seed(0)
     batch = m.sample(torch.Generator().manual_seed(0))
     ref = {k: float(v.detach()) for k, v in m.residuals(batch).items()}
     md = m.to(device)
@@ -80,7 +79,7 @@ def test_aggregators_run_on_the_device(device, name):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, bound", [("poisson2d", 1e-3), ("sine_gordon", 1e-6)])
-def test_metacolloc_solves_on_the_device(device, name, bound, tmp_path):
+def test_metacolloc_solves_on_the_device(device, name, bound):
     sol = solve(ROOT / "problems/metacolloc" / f"{name}.yaml", overrides={"output.eval_points": 4000},
                 device=device)
     assert sol.metrics["rel_l2_u"] < bound, sol.metrics["rel_l2_u"]

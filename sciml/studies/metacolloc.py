@@ -147,8 +147,8 @@ def versus_pinn_fd(entry, *, quick: bool, overrides: dict, out: Path, device=Non
              "| method | relative L2 | seconds | note |", "|---|---|---|---|",
              f"| MetaColloc (one solve, cold) | {e_mc:.2e} | {t_mc:.2f} | basis {run.config.solver.basis}, "
              f"the problem's settings, first solve in the process |"]
-    lines += [f"| MetaColloc, {n} interior points (warm) | {e:.2e} | {t:.3f} | "
-              f"{'first below ' + format(target, 'g') if (n, e, t) == at_target else ''} |" for n, e, t in ladder]
+    lines += [f"| MetaColloc, {r[0]} interior points (warm) | {r[1]:.2e} | {r[2]:.3f} | "
+              f"{f'first below {target:g}' if r is at_target else ''} |" for r in ladder]
     lines += [f"| PINN ({len(hist) and hist[-1][0]} Adam steps) | {best_pinn:.2e} (best) | {pinn['time_s']:.1f} | "
               f"reached {target:g} after {t_pinn:.1f} s |",
               f"| FD, n = {fd_row[0]} | {fd_row[1]:.2e} | {fd_row[2]:.2f} | smallest grid at MetaColloc's error "
