@@ -245,7 +245,8 @@ def test_meta_train_cli_writes_basis_and_manifest_and_resumes(tmp_path, capsys):
 
 QUICK_ENTRIES = ["metacolloc_poisson2d", "metacolloc_varcoeff2d", "metacolloc_sine_gordon", "metacolloc_sine_gordon_ivp", "metacolloc_kdv_ivp",
                  "metacolloc_helmholtz_fails", "metacolloc_helmholtz_enriched", "metacolloc_highfreq_fails",
-                 "metacolloc_highfreq_enriched", "metacolloc_frequency_sweep", "metacolloc_versus_pinn_fd"]
+                 "metacolloc_highfreq_enriched", "metacolloc_frequency_sweep", "metacolloc_versus_pinn_fd",
+                 "metacolloc_identifiability"]
 
 
 @pytest.mark.parametrize("entry", QUICK_ENTRIES)
