@@ -12,7 +12,10 @@ Per K, measured in one run:
 * ``grads:batched``: one ``autograd.grad`` with ``is_grads_batched=True`` over the K
   losses (vmap over the backward, the approach of TorchJD's autojac);
 * one full optimizer step with each aggregator (``hrgrad``, the TorchJD baselines) and
-  with each loss weighting, through ``TaskBackward``.
+  with each loss weighting, through ``TaskBackward``;
+* ``encoding:<kind>``: the summed step with another eps encoding (``--encodings``;
+  ``summed`` uses the input encoding); ``film_per_point`` is FiLM with its modulation
+  run on every point instead of once per task call (``constant_code=False``).
 
 Times are medians over ``--steps`` repetitions; peak memory is the peak RSS of a
 fresh process per (K, variant) on the CPU (VmHWM) or CUDA's max allocated on the GPU.
@@ -34,7 +37,8 @@ import torch
 from common import peak_mib, sync
 
 
-def make_model(K: int, width: int, points: int, device):
+def make_model(K: int, width: int, points: int, device, encoding: str = "input"):
+    from sciml.nn.conditioning import ENCODINGS, FiLMNet
     from sciml.domain import Box, VelocitySpace
     from sciml.physics import Inflow, LinearTransportProblem
     from sciml.physics.multitask import MultiEps
@@ -46,15 +50,22 @@ def make_model(K: int, width: int, points: int, device):
                                     velocity=VelocitySpace.gauss_legendre(-1, 1, 30), f0=lambda x, v: 0 * x * v,
                                     left=Inflow(1.0), right=Inflow(0.0), zero_initial_density=True)
     eps = np.logspace(0, -8, K)
-    return MultiTask(MultiEps.of(single, eps), EvenOdd, net=NetSpec("mlp", width, 4, "tanh"),
-                     points=PointSpec(points, points // 2, points // 2), positive=True).to(device)
+    kind = "film" if encoding == "film_per_point" else encoding
+    m = MultiTask(MultiEps.of(single, eps), EvenOdd, net=NetSpec("mlp", width, 4, "tanh"),
+                  points=PointSpec(points, points // 2, points // 2), positive=True, encoding=ENCODINGS[kind]())
+    if encoding == "film_per_point":
+        for net in m.modules():
+            if isinstance(net, FiLMNet):
+                net.constant_code = False
+    return m.to(device)
 
 
 def run(K, variant, width, points, device, steps, q=None):
     from sciml import mtl
     from sciml.mtl import TaskBackward
 
-    m = make_model(K, width, points, device)
+    encoding = variant[9:] if variant.startswith("encoding:") else "input"
+    m = make_model(K, width, points, device, encoding)
     params = [p for p in m.parameters()]
     opt = torch.optim.Adam(params, 1e-3)
     gens = [torch.Generator(device=device).manual_seed(s) for s in range(steps + 3)]
@@ -67,7 +78,7 @@ def run(K, variant, width, points, device, steps, q=None):
     def step(i):
         opt.zero_grad(set_to_none=True)
         terms = m.loss(i, gens[i])
-        if variant == "summed":
+        if variant == "summed" or variant.startswith("encoding:"):
             torch.stack(list(terms.values())).sum().backward()
         elif variant == "grads:per_task":
             _, losses = TaskBackward().task_losses(terms)
@@ -79,7 +90,7 @@ def run(K, variant, width, points, device, steps, q=None):
                                 is_grads_batched=True, allow_unused=True, materialize_grads=True)
         else:
             hook(terms, params)
-        if variant == "summed" or hook is not None:
+        if variant == "summed" or variant.startswith("encoding:") or hook is not None:
             opt.step()
 
     for i in range(2):
@@ -123,12 +134,14 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--aggregators", default="hrgrad,pcgrad,imtlg,mgda,cagrad,nashmtl,alignedmtl,config,upgrad")
     ap.add_argument("--weightings", default="dwa,uncertainty,gradnorm,famo")
+    ap.add_argument("--encodings", default="", help="e.g. embedding,film,film_per_point (summed steps)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     rows = []
     variants = ["summed", "grads:per_task", "grads:batched"] \
         + [f"agg:{a}" for a in args.aggregators.split(",") if a] \
-        + [f"weighting:{w}" for w in args.weightings.split(",") if w]
+        + [f"weighting:{w}" for w in args.weightings.split(",") if w] \
+        + [f"encoding:{e}" for e in args.encodings.split(",") if e]
     for K in [int(k) for k in args.tasks.split(",")]:
         base = None
         for v in variants:

@@ -24,7 +24,7 @@ its rows (a multi-task run evaluates each task on its own, so
 :class:`~sciml.solvers.multitask.MultiTask` passes it): FiLM then runs its modulation
 network on one row and broadcasts, instead of on every point (the modulation is as
 large as the base network, so this halves the forward work; training steps of the
-seven-eps linear transport run 2.7x faster, ``docs/hrgrad.md``).
+seven-eps linear transport run 2.6x faster, ``benchmarks/mtl.py --encodings``).
 """
 from __future__ import annotations
 
