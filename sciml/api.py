@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from . import mtl
-from .config import load_run
+from .config import config_differences, load_run
 from .config.errors import ConfigError
 from .config.expr import Expression
 from .config.pde import build_pde_problem
 from .config.problem import (APNNSolverSpec, BGKSpec, MetaCollocSolverSpec, PDESpec, CosineSchedule, DirichletBC, InflowBC,
                              LinearTransportSpec, ReferenceSolverSpec, StepSchedule)
 from .domain import SAMPLERS, Box, VelocitySpace, cell_centres
+from .io.results import read_result
 from .nn.conditioning import ENCODINGS
 from .physics.bgk import BGKProblem, MaxwellianWall
 from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
@@ -232,6 +233,15 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     run = load_run(config, solver=solver, overrides=overrides)
     cfg = run.config
     output = cfg.output
+    if resume and out is not None and (Path(out) / "result.h5").is_file():
+        saved = read_result(Path(out) / "result.h5")["attrs"].get("config", "")
+        # a finished run may be continued to more steps and evaluated on other output points
+        diff = config_differences(str(saved), run.yaml_text,
+                                  ignore=("solver.training.steps", "solver.training.lbfgs_steps", "output"))
+        if diff:
+            raise ConfigError("--resume", f"{out} holds a run with another configuration ({', '.join(diff[:4])}"
+                                          f"{' ...' if len(diff) > 4 else ''} differ); run without --resume "
+                                          "to replace it, or choose another output directory")
     if isinstance(cfg.problem, PDESpec):
         return _solve_pde(run, out=out, device=device)
     problem = build_problem(cfg.problem)

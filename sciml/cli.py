@@ -31,7 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quick", action="store_true", help="small CPU-sized version (what CI runs)")
     r.add_argument("--out", default=None, help="output directory (default: runs/reproduce/<id>)")
     r.add_argument("--device", default=None)
-    r.add_argument("--resume", action="store_true")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value on top of the entry's (repeatable; recorded with the results)")
+    r.add_argument("--methods", default=None, metavar="A,B,...",
+                   help="comparison entries: run only these methods now; the table takes every finished "
+                        "run in --out with the same configuration")
+    r.add_argument("--resume", action="store_true",
+                   help="keep finished runs in --out and continue interrupted ones from their checkpoints")
     r.add_argument("--quiet", action="store_true")
 
     sub.add_parser("list", help="list problems, solver presets and validation entries")
@@ -93,8 +99,9 @@ def _reproduce(args) -> int:
 
     entry = load_entry(args.id)
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (args.id + ("-quick" if args.quick else ""))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None else None
     report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
-                       progress=not args.quiet)
+                       progress=not args.quiet, overrides=args.overrides, methods=methods)
     print(report.text())
     return 0 if report.passed else 1
 
@@ -117,12 +124,16 @@ def _list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
+    from .train import CheckpointMismatch
 
     args = _parser().parse_args(argv)
     try:
         return {"solve": _solve, "reproduce": _reproduce, "list": _list,
                 "metacolloc": _metacolloc}[args.command](args)
     except ConfigError as exc:
+        print(f"sciml: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except CheckpointMismatch as exc:
         print(f"sciml: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

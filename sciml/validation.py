@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
+
+import numpy as np
 
 from .config.errors import ConfigError
-from .config.loader import read_yaml
-from .config.schema import build, option
+from .config.loader import config_differences, read_yaml
+from .config.schema import build, option, override_strings, parse_override
 
 
 @dataclass(frozen=True)
@@ -123,11 +125,15 @@ class Report:
     metrics: dict
     out: Path
     comparison: dict = field(default_factory=dict)   # method -> value of the main metric
+    missing: list = field(default_factory=list)      # methods of the comparison without a finished run
+    overrides: list = field(default_factory=list)    # the caller's KEY=VALUE on top of the entry's
 
     @property
     def best_ok(self) -> bool:
         if not (self.entry.expect_best and self.comparison):
             return True
+        if self.entry.target not in self.comparison:
+            return False
         return self.comparison[self.entry.target] <= min(self.comparison.values())
 
     @property
@@ -146,11 +152,13 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(self._ok(m) for m in self.values) and (self.quick or self.best_ok)
+        return all(self._ok(m) for m in self.values) and (self.quick or self.best_ok) and not self.missing
 
     def text(self) -> str:
         e = self.entry
         lines = [f"{e.id}: {e.title}" + (" [quick]" if self.quick else "")]
+        if self.overrides:
+            lines.append("  with " + " ".join(f"--set {o}" for o in self.overrides))
         for metric, published, _ in e.checks(self.quick):
             tol = self.tolerances[metric]
             line = f"  {metric} = {self.values[metric]:.3e}   "
@@ -162,7 +170,12 @@ class Report:
             lines.append(f"  {e.metric} by method (target {e.target}):")
             for name, v in sorted(self.comparison.items(), key=lambda kv: kv[1]):
                 lines.append(f"    {name:12s} {v:.3e}" + ("   <- target" if name == e.target else ""))
-            if e.expect_best:
+            if self.missing:
+                lines.append(f"  not run yet: {', '.join(self.missing)} (continue with --resume; "
+                             f"--methods picks which to run)")
+            if e.expect_best and self.missing:
+                lines.append("  target best of all: not known until every method has run")
+            elif e.expect_best:
                 lines.append(f"  target best of all: {'yes' if self.best_ok else 'no'}"
                              + (" (not required for --quick)" if self.quick else ""))
         lines.append(f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}")
@@ -173,19 +186,35 @@ class Report:
 
 
 def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str | None = None,
-              resume: bool = False, progress: bool = True) -> Report:
+              resume: bool = False, progress: bool = True, overrides: Sequence[str] = (),
+              methods: Sequence[str] | None = None) -> Report:
+    """Run a validation entry into ``out`` and check it.
+
+    ``overrides``: ``KEY=VALUE`` strings applied after the entry's (and the quick
+    variant's) own, e.g. a mid-sized run of a full entry; they are recorded in
+    ``validation.json`` and printed with the report. ``methods`` (comparison entries
+    only): run only these of the entry's methods now; the table and the checks take
+    every method whose finished run in ``out/<method>/`` has the same configuration,
+    so a comparison can be built over several calls (``resume=True`` also skips the
+    finished ones and continues the interrupted ones from their checkpoints).
+    """
     from .api import solve
     from .plot import error_bars
 
     if quick and entry.quick is None:
         raise ConfigError("quick", f"validation entry {entry.id!r} has no quick variant")
-    overrides = dict(entry.overrides)
+    merged = dict(entry.overrides)
     if quick:
-        overrides.update(entry.quick.overrides)
+        merged.update(entry.quick.overrides)
+    user = [parse_override(o) for o in overrides]
+    merged.update(dict(user))
+    overrides = merged
     out = Path(out)
+    if methods is not None and not entry.methods:
+        raise ConfigError("methods", f"validation entry {entry.id!r} compares no methods")
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
-                        progress=progress)
+                        progress=progress, only=methods, user=[k for k, _ in user])
     if entry.study is not None:
         import importlib
 
@@ -206,9 +235,11 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     error_bars(out / "figures" / "validation.png", [m for m, _, _ in checks], list(values.values()),
                [p for _, p, _ in checks],
                title=f"{entry.id}: ours vs published" + (" (quick)" if quick else ""))
-    report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(metrics), out)
+    report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(metrics), out,
+                    overrides=override_strings({k: overrides[k] for k, _ in user}))
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "value": report.value,
+        "overrides": report.overrides,
         "tolerance": report.tolerance, "published": entry.published, "passed": report.passed,
         "checks": [{"metric": m, "value": values[m], "tolerance": t, "published": p} for m, p, t in checks],
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}, indent=2))
@@ -227,42 +258,85 @@ def method_overrides(name: str) -> dict:
                                  f"{', '.join(sorted(set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS)))}")
 
 
+def _eps_of(label: str) -> float:
+    try:
+        return float(label.removeprefix("eps"))
+    except ValueError:
+        return float("nan")
+
+
+def finished_run(run_dir: Path, config_text: str) -> dict | None:
+    """The metrics of the finished run in ``run_dir`` (its ``result.h5``) when it was made
+    with this configuration (:data:`~sciml.config.loader.BOOKKEEPING` keys aside), else ``None``."""
+    from .io.results import read_result
+
+    path = Path(run_dir) / "result.h5"
+    if not path.is_file():
+        return None
+    try:
+        saved = read_result(path)
+    except OSError:
+        return None
+    if config_differences(str(saved["attrs"].get("config", "")), config_text):
+        return None
+    return {k: float(v) for k, v in saved["metrics"].items() if isinstance(v, (int, float, np.number))}
+
+
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
-             progress: bool) -> Report:
+             progress: bool, only: Sequence[str] | None = None, user: Sequence[str] = ()) -> Report:
     """One run per method (``out/<method>/``); table, figure and the target's checks."""
     from .api import solve
+    from .config import load_run
     from .plot import grouped_bars
 
     methods = list(entry.quick.methods) if quick and entry.quick.methods else list(entry.methods)
     if entry.target not in methods:
         raise ConfigError("target", f"target {entry.target!r} is not among the methods {methods}")
-    runs = {}
-    for name in methods:
-        sol = solve(Path(entry.root) / entry.problem, solver=entry.solver,
-                    overrides={**overrides, **method_overrides(name)}, out=out / name, device=device,
-                    resume=resume, progress=progress)
-        runs[name] = {k: v for k, v in sol.metrics.items() if isinstance(v, (int, float))}
+    for name in only or ():
+        if name not in methods:
+            raise ConfigError("methods", f"{name!r} is not a method of {entry.id!r}"
+                                         f"{' (quick)' if quick else ''}; allowed: {', '.join(methods)}")
+    problem = Path(entry.root) / entry.problem
+    settings = {name: {**overrides, **method_overrides(name)} for name in methods}
+    configs = {name: load_run(problem, solver=entry.solver, overrides=settings[name]).yaml_text
+               for name in methods}        # validates every method's configuration before any run
+    for name in (methods if only is None else [m for m in methods if m in only]):
+        if resume and finished_run(out / name, configs[name]) is not None:
+            continue
+        solve(problem, solver=entry.solver, overrides=settings[name], out=out / name, device=device,
+              resume=resume, progress=progress)
+    runs = {name: r for name in methods if (r := finished_run(out / name, configs[name])) is not None}
+    missing = [name for name in methods if name not in runs]
     checks = entry.checks(quick)
-    for metric, _, _ in checks:
-        if metric not in runs[entry.target]:
-            raise ConfigError("metric", f"the run has no metric {metric!r}; it has {sorted(runs[entry.target])}")
-    values = {m: float(runs[entry.target][m]) for m, _, _ in checks}
-    comparison = {name: float(r[entry.metric]) for name, r in runs.items()}
+    if entry.target in runs:
+        for metric, _, _ in checks:
+            if metric not in runs[entry.target]:
+                raise ConfigError("metric", f"the run has no metric {metric!r}; it has {sorted(runs[entry.target])}")
+        values = {m: float(runs[entry.target][m]) for m, _, _ in checks}
+    else:
+        values = {m: float("nan") for m, _, _ in checks}
+    comparison = {name: float(r.get(entry.metric, float("nan"))) for name, r in runs.items()}
     # per-task errors: rel_l2_<field>_eps<value> at the final time, for every method
     base = entry.metric.removeprefix("worst_")
-    tasks = sorted({k[len(base) + 1:] for k in runs[entry.target] if k.startswith(base + "_eps")
-                    and "_t=" not in k and "all_times" not in k})
+    tasks = sorted({k[len(base) + 1:] for r in runs.values() for k in r if k.startswith(base + "_eps")
+                    and "_t=" not in k and "all_times" not in k}, key=_eps_of, reverse=True)
     table = {name: {t: r.get(f"{base}_{t}", float("nan")) for t in tasks} for name, r in runs.items()}
     grouped_bars(out / "figures" / "comparison.png", tasks, table,
                  title=f"{entry.id}: {base} per task" + (" (quick)" if quick else ""), ylabel=base)
     lines = ["| method | " + " | ".join(tasks) + f" | {entry.metric} |", "|---" * (len(tasks) + 2) + "|"]
     for name in methods:
-        lines.append(f"| {name} | " + " | ".join(f"{table[name][t]:.2e}" for t in tasks)
-                     + f" | {comparison[name]:.2e} |")
+        if name in runs:
+            lines.append(f"| {name} | " + " | ".join(f"{table[name][t]:.2e}" for t in tasks)
+                         + f" | {comparison[name]:.2e} |")
+    if user:
+        lines.append("\nwith " + " ".join(f"--set {o}" for o in override_strings({k: overrides[k] for k in user})))
+    if missing:
+        lines.append(f"\nnot run yet: {', '.join(missing)}")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
-    report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs[entry.target], out, comparison)
+    report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
+                    comparison, missing, override_strings({k: overrides[k] for k in user}))
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
-        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok,
-        "comparison": comparison, "per_task": table, "runs": runs}, indent=2))
+        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
+        "overrides": report.overrides, "comparison": comparison, "per_task": table, "runs": runs}, indent=2))
     return report

@@ -1,11 +1,14 @@
 """One eps-conditioned network for several Knudsen numbers: shared networks, per-task
 losses and fields, multi-task rules from the YAML, clear errors."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
 import sciml
 from sciml.cli import main
+from sciml.config import ConfigError
 from sciml.domain import Box, VelocitySpace
 from sciml.physics import Inflow, LinearTransportProblem
 from sciml.physics.multitask import MultiEps
@@ -175,3 +178,37 @@ def test_method_comparison_entry_quick(tmp_path, entry):
     assert (tmp_path / "c" / "figures" / "comparison.png").exists()
     hist = sciml.io.read_result(tmp_path / "c" / "hrgrad" / "result.h5")["history"]
     assert np.all(hist["monitor_min_cos_update"] > 0)
+
+
+def test_comparison_built_over_several_calls(tmp_path, capsys):
+    """``methods`` runs a subset; the table takes every finished run with the same
+    configuration (``resume`` keeps them), a run with another configuration is not
+    mixed in, and the report is incomplete (not passed) until every method has run."""
+    from sciml.validation import load_entry, reproduce
+
+    entry, out = load_entry("hrgrad_lt_methods"), tmp_path / "c"
+    tiny = ["solver.training.steps=3", "solver.points={interior: 32, boundary: 16, initial: 16}",
+            "output.nx=20", "problem.eps=[1.0, 1.0e-3]"]
+    first = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["sum"], progress=False)
+    assert set(first.comparison) == {"sum"} and first.missing == ["hrgrad"] and not first.passed
+    assert "not run yet: hrgrad" in first.text() and "--set solver.training.steps=3" in first.text()
+    stamp = (out / "sum" / "result.h5").stat().st_mtime_ns
+    second = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], resume=True,
+                       progress=False)
+    assert set(second.comparison) == {"sum", "hrgrad"} and not second.missing
+    assert (out / "sum" / "result.h5").stat().st_mtime_ns == stamp          # reused, not rerun
+    table = (out / "comparison.md").read_text()
+    assert table.index("eps1 ") < table.index("eps0.001") and "| sum |" in table
+    saved = json.loads((out / "validation.json").read_text())
+    assert saved["overrides"][0] == "solver.training.steps=3" and saved["missing"] == []
+    # everything computed again resumes nothing; another configuration is not mixed in
+    again = reproduce(entry, quick=True, out=out, overrides=tiny[:-1] + ["problem.eps=[1.0, 1.0e-2]"],
+                      methods=["hrgrad"], progress=False)
+    assert set(again.comparison) == {"hrgrad"} and again.missing == ["sum"]
+    with pytest.raises(ConfigError, match="not a method"):
+        reproduce(entry, quick=True, out=out, methods=["pcgrad"], progress=False)
+    # a resumed solve into a directory holding another configuration: exit 2, naming the key
+    assert main(["solve", str(MULTI), *sum([["--set", o] for o in tiny], []), "--set", "solver.training.steps=4",
+                 "--out", str(out / "sum"), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and "another configuration" in err and "solver.network.width" in err

@@ -384,3 +384,13 @@ def test_cosine_warmup_and_adamw():
     assert isinstance(tr.optimizer, torch.optim.AdamW) and tr.optimizer.defaults["weight_decay"] == 1e-2
     with pytest.raises(ValueError, match="weight_decay"):
         TrainConfig(steps=1, weight_decay=-1.0)
+
+
+def test_resume_into_another_model_is_a_clear_error(tmp_path):
+    from sciml.train import CheckpointMismatch
+
+    net = mlp(width=16)
+    Trainer(net, sine_loss(net), config=cfg(steps=5), out_dir=tmp_path).fit()
+    other = mlp(width=8)
+    with pytest.raises(CheckpointMismatch, match="another model"):
+        Trainer(other, sine_loss(other), config=cfg(steps=10), out_dir=tmp_path).fit(resume=True)

@@ -16,7 +16,7 @@ import yaml
 from .errors import ConfigError
 from .expr import parse_expression
 from .problem import FORMULATIONS_BY_EQUATION, RunConfig
-from .schema import apply_overrides, build, to_dict
+from .schema import apply_overrides, build, override_strings, to_dict
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,29 @@ def _check_files(config: RunConfig, base_dir: Path, source: str) -> None:
             raise ConfigError(f"reference.{key}", f"file not found: {base_dir / name}", source=source)
 
 
+# keys that do not change what a run computes (a finished run that differs from a
+# requested configuration only in these is the same run)
+BOOKKEEPING = ("solver.device", "solver.training.log_every", "solver.training.checkpoint_every")
+
+
+def config_differences(a: str | Mapping, b: str | Mapping, *, ignore: Sequence[str] = ()) -> list[str]:
+    """Dotted keys at which two resolved configurations (YAML text or dicts) differ,
+    :data:`BOOKKEEPING` keys and those under ``ignore`` (dotted prefixes) aside; ``[]``
+    when they describe the same run."""
+    def flat(node, prefix=""):
+        if isinstance(node, Mapping):
+            out = {}
+            for k, v in node.items():
+                out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+            return out or {prefix: {}}
+        return {prefix: node}
+
+    fa, fb = (flat(yaml.safe_load(x) if isinstance(x, str) else x or {}) for x in (a, b))
+    skip = tuple(BOOKKEEPING) + tuple(ignore)
+    return [k for k in sorted(set(fa) | set(fb))
+            if not any(k == p or k.startswith(p + ".") for p in skip) and fa.get(k, ...) != fb.get(k, ...)]
+
+
 def load_run(config: str | Path | Mapping, *, solver: str | None = None,
              overrides: Sequence[str] | Mapping[str, Any] = ()) -> LoadedRun:
     """Load and validate a run (see module doc). ``solver`` replaces the problem's
@@ -206,8 +229,7 @@ def load_run(config: str | Path | Mapping, *, solver: str | None = None,
         path = Path(config)
         data, base_dir, source = read_yaml(path, what="problem file"), path.resolve().parent, str(path)
     if isinstance(overrides, Mapping):
-        overrides = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-                     for k, v in overrides.items()]
+        overrides = override_strings(overrides)
     if solver is not None:
         data["solver"] = solver
     if "solver" not in data:

@@ -307,6 +307,30 @@ def _key_parts(key: str, item: str) -> list:
     return parts
 
 
+def parse_override(item) -> tuple[str, Any]:
+    """``"solver.training.steps=100"`` -> ``("solver.training.steps", 100.0)``: the value
+    read as YAML (float-like strings become floats unless quoted)."""
+    if not isinstance(item, str) or "=" not in item:
+        _fail(str(item).strip(), f"malformed override {item!r}: expected KEY=VALUE, e.g. solver.training.steps=100")
+    key, text = (s.strip() for s in item.split("=", 1))
+    if not key:
+        _fail("", f"malformed override {item!r}: empty key; expected KEY=VALUE, e.g. solver.training.steps=100")
+    _key_parts(key, item)
+    try:
+        value = yaml.safe_load(text) if text else None
+        value = value if text[:1] in ("'", '"') else _numbers(value)  # quoted: keep the string
+    except yaml.YAMLError as exc:
+        _fail(key, f"cannot read the value {text!r} of override {item!r} as YAML: {getattr(exc, 'problem', exc)}")
+    return key, value
+
+
+def override_strings(overrides: Mapping[str, Any]) -> list[str]:
+    """``{"solver.points": {"interior": 256}}`` -> ``["solver.points={interior: 256}"]``:
+    the inverse of :func:`parse_override` (what ``--set`` takes on the command line)."""
+    return [f"{k}={yaml.safe_dump(v, default_flow_style=True, width=10**6, sort_keys=False).strip().removesuffix('...').strip()}"
+            for k, v in overrides.items()]
+
+
 def apply_overrides(data: Mapping, overrides) -> dict:
     """Apply ``KEY=VALUE`` strings (``solver.training.steps=100``, ``output.times=[0.1, 0.2]``,
     ``output.times[0]=0.05``) to a deep copy of ``data``. Values are YAML (``null``,
@@ -314,17 +338,8 @@ def apply_overrides(data: Mapping, overrides) -> dict:
     mappings are created. Returns the new dict; ``data`` is left untouched."""
     out = copy.deepcopy(dict(data))
     for item in overrides:
-        if not isinstance(item, str) or "=" not in item:
-            _fail(str(item).strip(), f"malformed override {item!r}: expected KEY=VALUE, e.g. solver.training.steps=100")
-        key, text = (s.strip() for s in item.split("=", 1))
-        if not key:
-            _fail("", f"malformed override {item!r}: empty key; expected KEY=VALUE, e.g. solver.training.steps=100")
+        key, value = parse_override(item)
         parts = _key_parts(key, item)
-        try:
-            value = yaml.safe_load(text) if text else None
-            value = value if text[:1] in ("'", '"') else _numbers(value)  # quoted: keep the string
-        except yaml.YAMLError as exc:
-            _fail(key, f"cannot read the value {text!r} of override {item!r} as YAML: {getattr(exc, 'problem', exc)}")
         node, where = out, ""
         for i, part in enumerate(parts):
             if isinstance(part, int):

@@ -3,8 +3,8 @@
 See :mod:`sciml.train.trainer` for the step convention, checkpoints, the NaN guard
 and distributed use.
 """
-from .trainer import (SCHEDULES, Callback, Constant, Cosine, StepDecay, TrainConfig, Trainer, TrainHistory,
-                      TrainingDiverged, sum_backward)
+from .trainer import (SCHEDULES, Callback, CheckpointMismatch, Constant, Cosine, StepDecay, TrainConfig, Trainer,
+                      TrainHistory, TrainingDiverged, sum_backward)
 
-__all__ = ["SCHEDULES", "Callback", "Constant", "Cosine", "StepDecay", "TrainConfig", "Trainer", "TrainHistory",
+__all__ = ["SCHEDULES", "Callback", "CheckpointMismatch", "Constant", "Cosine", "StepDecay", "TrainConfig", "Trainer", "TrainHistory",
            "TrainingDiverged", "sum_backward"]

@@ -308,6 +308,10 @@ def _module_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint that does not fit the model or optimiser it is loaded into."""
+
+
 def _dist():
     d = torch.distributed
     if d.is_available() and d.is_initialized():
@@ -871,7 +875,12 @@ class Trainer:
                            path, len(rngs), self.world_size)
         state = dict(state)
         state["rng"] = rngs[self.rank % len(rngs)]
-        self._restore(state, copy_state=False)
+        try:
+            self._restore(state, copy_state=False)
+        except (RuntimeError, ValueError, KeyError) as exc:   # another network, optimiser or encoding
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointMismatch(f"{path} was written for another model or optimiser ({first[:160]}); "
+                                     "start fresh (without resume) or use another output directory") from None
         self.lr_scale = float(state["lr_scale"])
         self.lbfgs_lr_scale = float(state["lbfgs_lr_scale"])
         self.retries = int(state["retries"])
