@@ -9,6 +9,7 @@
 #   bash benchmarks/gpu_session.sh check             # nvidia-smi + tests/test_devices.py on CUDA
 #   bash benchmarks/gpu_session.sh bench             # residual.py, mtl.py, metacolloc.py on CUDA -> $OUT/*.json
 #   bash benchmarks/gpu_session.sh reproduce ID...   # full-size validation entries -> $OUT/ID.tar.gz
+#       (JOBS=N methods at once, LIMIT seconds per entry; resumable: see the stage below)
 # Budget (30 min of device time a session): check ~2 min, bench ~6 min; the rest for
 # the full-size entries, longest first in a later session if they do not fit.
 set -uo pipefail
@@ -48,10 +49,33 @@ case "$stage" in
         python3 benchmarks/metacolloc.py --device "$DEVICE" --json "$OUT/metacolloc.json" 2>&1 | tee "$OUT/metacolloc.log"
         ;;
     reproduce)
+        # Resumable over calls and sessions: each entry runs into runs/gpu_state/ID with
+        # --resume, cut at LIMIT seconds by SIGINT (each training saves its checkpoint), and
+        # comes back as $OUT/ID.tar.gz (checkpoints of finished methods left out). Extract it
+        # here with  tar -xzf ID.tar.gz -C runs/gpu_state --exclude='*.png'  and carry
+        # runs/gpu_state with the next call to go on. JOBS > 1 trains that many methods
+        # of a comparison entry at once on the one GPU (xargs -P; small networks leave it idle).
+        JOBS=${JOBS:-1}; LIMIT=${LIMIT:-540}
         for id in "$@"; do
-            python3 -m sciml reproduce "$id" --device "$DEVICE" --out "/tmp/runs/$id" 2>&1 | tee "/tmp/runs_$id.log"
-            cp "/tmp/runs_$id.log" "/tmp/runs/$id/reproduce.log" 2>/dev/null
-            tar --exclude="*.pt" -czf "$OUT/$id.tar.gz" -C /tmp/runs "$id"
+            state=runs/gpu_state/$id
+            mkdir -p "$state"
+            common=(--device "$DEVICE" --out "$state" --resume --set solver.training.checkpoint_every=250 ${ARGS:-})
+            methods=$(python3 -c "
+from sciml.validation import load_entry
+e = load_entry('$id')
+quick = '--quick' in '${ARGS:-}'.split() and e.quick is not None and e.quick.methods
+print(' '.join(e.quick.methods if quick else e.methods))")
+            if [ -n "$methods" ] && [ "$JOBS" -gt 1 ]; then
+                printf '%s\n' $methods | timeout -s INT -k 90 "$LIMIT" \
+                    xargs -P "$JOBS" -I{} sh -c 'id=$0 m=$1 st=$2; shift 2; exec python3 -m sciml reproduce "$id" --methods "$m" --quiet "$@" > "$st/$m.log" 2>&1' \
+                    "$id" {} "$state" "${common[@]}"
+                for _ in $(seq 60); do pgrep -f "sciml reproduce $id" > /dev/null || break; sleep 1; done
+                python3 -m sciml reproduce "$id" --methods "" --quiet "${common[@]}" 2>&1 | tee "$state/reproduce.log"
+            else
+                timeout -s INT -k 90 "$LIMIT" python3 -m sciml reproduce "$id" "${common[@]}" 2>&1 | tee "$state/reproduce.log"
+            fi
+            finished=$(cd runs/gpu_state && for d in "$id"/*/; do [ -f "$d/result.h5" ] && echo "--exclude=${d%/}/train/checkpoint.pt"; done)
+            tar $finished -czf "$OUT/$id.tar.gz" -C runs/gpu_state "$id"
         done
         ;;
     *)

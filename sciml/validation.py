@@ -166,6 +166,8 @@ class Report:
             if published is not None:
                 line += f"   published {published:.3e}"
             lines.append(line)
+        if self.missing and not self.comparison:
+            lines.append(f"  no finished run yet: {', '.join(self.missing)} (continue with --resume)")
         if self.comparison:
             lines.append(f"  {e.metric} by method (target {e.target}):")
             for name, v in sorted(self.comparison.items(), key=lambda kv: kv[1]):
@@ -321,8 +323,9 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     tasks = sorted({k[len(base) + 1:] for r in runs.values() for k in r if k.startswith(base + "_eps")
                     and "_t=" not in k and "all_times" not in k}, key=_eps_of, reverse=True)
     table = {name: {t: r.get(f"{base}_{t}", float("nan")) for t in tasks} for name, r in runs.items()}
-    grouped_bars(out / "figures" / "comparison.png", tasks, table,
-                 title=f"{entry.id}: {base} per task" + (" (quick)" if quick else ""), ylabel=base)
+    if runs:
+        grouped_bars(out / "figures" / "comparison.png", tasks, table,
+                     title=f"{entry.id}: {base} per task" + (" (quick)" if quick else ""), ylabel=base)
     lines = ["| method | " + " | ".join(tasks) + f" | {entry.metric} |", "|---" * (len(tasks) + 2) + "|"]
     for name in methods:
         if name in runs:
