@@ -326,11 +326,17 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     if runs:
         grouped_bars(out / "figures" / "comparison.png", tasks, table,
                      title=f"{entry.id}: {base} per task" + (" (quick)" if quick else ""), ylabel=base)
-    lines = ["| method | " + " | ".join(tasks) + f" | {entry.metric} |", "|---" * (len(tasks) + 2) + "|"]
+    # besides the worst task: the geometric mean over the tasks (how a rule does across
+    # all of them) and the training time (what it costs)
+    gmean = {name: float(np.exp(np.mean(np.log([max(v, 1e-300) for v in table[name].values()]))))
+             if table[name] else float("nan") for name in runs}
+    lines = ["| method | " + " | ".join(tasks) + f" | {entry.metric} | geometric mean | train time (s) |",
+             "|---" * (len(tasks) + 4) + "|"]
     for name in methods:
         if name in runs:
             lines.append(f"| {name} | " + " | ".join(f"{table[name][t]:.2e}" for t in tasks)
-                         + f" | {comparison[name]:.2e} |")
+                         + f" | {comparison[name]:.2e} | {gmean[name]:.2e} | "
+                         + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
     if user:
         lines.append("\nwith " + " ".join(f"--set {o}" for o in override_strings({k: overrides[k] for k in user})))
     if missing:
@@ -341,5 +347,5 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
-        "overrides": report.overrides, "comparison": comparison, "per_task": table, "runs": runs}, indent=2))
+        "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean, "runs": runs}, indent=2))
     return report
