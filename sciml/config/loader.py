@@ -171,8 +171,9 @@ def _check_formulation(config: RunConfig, source: str) -> None:
     training = getattr(config.solver, "training", None)
     encoding = getattr(config.solver, "eps_encoding", None)
     if encoding is not None and encoding.kind != "input" and not multi:
-        raise ConfigError("solver.eps_encoding", "needs a multi-task problem: give problem.eps as a list of Knudsen "
-                                                 "numbers", source=source)
+        raise ConfigError("solver.eps_encoding", f"{encoding.kind!r} needs a multi-task problem: give problem.eps as "
+                                                 "a list of Knudsen numbers, or for one eps set "
+                                                 "solver.eps_encoding={kind: input} (the default)", source=source)
     if training is not None and not multi:
         for key in ("aggregator", "weighting"):
             if getattr(training, key) is not None:
