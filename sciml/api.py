@@ -118,12 +118,14 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
     train = TrainConfig(steps=tr.steps, lr=tr.lr, schedule=_schedule(tr.schedule), lbfgs_steps=tr.lbfgs_steps,
                         grad_clip=tr.grad_clip, seed=tr.seed, checkpoint_every=tr.checkpoint_every,
                         log_every=tr.log_every, max_retries=tr.max_retries)
-    if tr.aggregator is not None:
-        rule = mtl.aggregator(tr.aggregator, **tr.aggregator_options)
-    elif tr.weighting is not None:
-        rule = mtl.weighting(tr.weighting, **tr.weighting_options)
-    else:
-        rule = None
+    rule = None
+    for key, make in (("aggregator", mtl.aggregator), ("weighting", mtl.weighting)):
+        name = getattr(tr, key)
+        if name is not None and rule is None:
+            try:
+                rule = make(name, **getattr(tr, f"{key}_options"))
+            except (TypeError, ValueError) as exc:    # an unknown option or a value out of range
+                raise ConfigError(f"solver.training.{key}_options", f"{name}: {exc}") from None
     return APNNSolver(
         formulation=spec.formulation, net=_net(spec.network),
         rho_net=_net(spec.density_network) if spec.density_network is not None else None,

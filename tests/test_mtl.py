@@ -285,3 +285,23 @@ def test_docs_example_on_a_plain_model_runs():
     scope: dict = {}
     exec(compile(blocks[0], "docs/hrgrad.md", "exec"), scope)   # noqa: S102 - our own documentation
     assert min(scope["rule"].last["cos_update"]) > 0
+
+
+def test_hrgrad_numeric_options_set_the_default_parts():
+    """``alpha`` / ``gamma`` (what a YAML file can give) build the default parts:
+    alpha = 0 is the equal-rates (equal-cosine) direction."""
+    from sciml.mtl import ConflictScaled, EqualRates, HRGrad
+
+    g = torch.Generator().manual_seed(3)
+    G = torch.randn(4, 50, generator=g, dtype=torch.float64)
+    losses = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
+    a = HRGrad(alpha=0.0, gamma=0.25)
+    b = HRGrad(rates=EqualRates(), magnitude=ConflictScaled(gamma=0.25))
+    a(G, losses)
+    a(G, losses * 0.5)
+    b(G, losses)
+    assert torch.allclose(a(G, losses * 0.5), b(G, losses * 0.5))
+    with pytest.raises(ValueError, match="either rates or alpha"):
+        HRGrad(alpha=0.5, rates=EqualRates())
+    with pytest.raises(ValueError, match="alpha must be"):
+        HRGrad(alpha=-1)

@@ -212,3 +212,10 @@ def test_comparison_built_over_several_calls(tmp_path, capsys):
                  "--out", str(out / "sum"), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and "another configuration" in err and "solver.network.width" in err
+
+
+def test_bad_aggregator_options_exit_2_naming_the_key(tmp_path, capsys):
+    assert main(["solve", str(MULTI), "--set", "solver.training.aggregator_options={beta: 1}",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "solver.training.aggregator_options" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -72,6 +72,12 @@ class LossRatioRates:
     alpha: float = 0.5
     rmax: float = 10.0
 
+    def __post_init__(self):
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not self.rmax >= 1:
+            raise ValueError(f"rmax must be >= 1, got {self.rmax}")
+
     def __call__(self, losses: torch.Tensor | None, K: int, state: dict) -> torch.Tensor:
         if losses is None or self.alpha == 0:
             return torch.ones(K, dtype=torch.float64)
@@ -139,14 +145,23 @@ class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
     ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
     (:class:`MinNormDirection`), ``magnitude`` (:class:`ConflictScaled` /
-    :class:`ProjectionSum`)."""
+    :class:`ProjectionSum`). The numbers ``alpha`` (rotation strength) and ``gamma``
+    (conflict scaling) set the default parts' parameters, which is what a YAML file
+    can give (``aggregator_options: {alpha: 0}``: no rotation, equal cosines)."""
 
     name = "hrgrad"
 
-    def __init__(self, *, rates=None, direction=None, magnitude=None):
-        self.rates = rates if rates is not None else LossRatioRates()
+    def __init__(self, *, rates=None, direction=None, magnitude=None, alpha: float | None = None,
+                 gamma: float | None = None):
+        if alpha is not None and rates is not None:
+            raise ValueError("give either rates or alpha, not both")
+        if gamma is not None and magnitude is not None:
+            raise ValueError("give either magnitude or gamma, not both")
+        self.rates = rates if rates is not None else (LossRatioRates() if alpha is None else
+                                                       LossRatioRates(alpha=float(alpha)))
         self.direction = direction if direction is not None else MinNormDirection()
-        self.magnitude = magnitude if magnitude is not None else ConflictScaled()
+        self.magnitude = magnitude if magnitude is not None else (ConflictScaled() if gamma is None else
+                                                                  ConflictScaled(gamma=float(gamma)))
         self.state: dict = {}
 
     def aggregate(self, G, losses):
