@@ -119,13 +119,12 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
                         grad_clip=tr.grad_clip, seed=tr.seed, checkpoint_every=tr.checkpoint_every,
                         log_every=tr.log_every, max_retries=tr.max_retries)
     rule = None
-    for key, make in (("aggregator", mtl.aggregator), ("weighting", mtl.weighting)):
-        name = getattr(tr, key)
-        if name is not None and rule is None:
-            try:
-                rule = make(name, **getattr(tr, f"{key}_options"))
-            except (TypeError, ValueError) as exc:    # an unknown option or a value out of range
-                raise ConfigError(f"solver.training.{key}_options", f"{name}: {exc}") from None
+    key = "aggregator" if tr.aggregator is not None else "weighting" if tr.weighting is not None else None
+    if key is not None:      # mtl.aggregator / mtl.weighting by name, with its options
+        try:
+            rule = getattr(mtl, key)(getattr(tr, key), **getattr(tr, f"{key}_options"))
+        except (TypeError, ValueError) as exc:    # an unknown option or a value out of range
+            raise ConfigError(f"solver.training.{key}_options", f"{getattr(tr, key)}: {exc}") from None
     return APNNSolver(
         formulation=spec.formulation, net=_net(spec.network),
         rho_net=_net(spec.density_network) if spec.density_network is not None else None,

@@ -130,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"solve": _solve, "reproduce": _reproduce, "list": _list,
                 "metacolloc": _metacolloc}[args.command](args)
-    except ConfigError as exc:
-        print(f"sciml: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except CheckpointMismatch as exc:
+    except (ConfigError, CheckpointMismatch) as exc:
         print(f"sciml: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

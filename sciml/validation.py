@@ -208,15 +208,16 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     merged = dict(entry.overrides)
     if quick:
         merged.update(entry.quick.overrides)
-    user = [parse_override(o) for o in overrides]
-    merged.update(dict(user))
+    user = dict(parse_override(o) for o in overrides)
+    merged.update(user)
     overrides = merged
+    shown = override_strings(user)          # the caller's part, as printed and saved
     out = Path(out)
     if methods is not None and not entry.methods:
         raise ConfigError("methods", f"validation entry {entry.id!r} compares no methods")
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
-                        progress=progress, only=methods, user=[k for k, _ in user])
+                        progress=progress, only=methods, shown=shown)
     if entry.study is not None:
         import importlib
 
@@ -238,7 +239,7 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
                [p for _, p, _ in checks],
                title=f"{entry.id}: ours vs published" + (" (quick)" if quick else ""))
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(metrics), out,
-                    overrides=override_strings({k: overrides[k] for k, _ in user}))
+                    overrides=shown)
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "value": report.value,
         "overrides": report.overrides,
@@ -285,7 +286,7 @@ def finished_run(run_dir: Path, config_text: str) -> dict | None:
 
 
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
-             progress: bool, only: Sequence[str] | None = None, user: Sequence[str] = ()) -> Report:
+             progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = ()) -> Report:
     """One run per method (``out/<method>/``); table, figure and the target's checks."""
     from .api import solve
     from .config import load_run
@@ -337,13 +338,13 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
             lines.append(f"| {name} | " + " | ".join(f"{table[name][t]:.2e}" for t in tasks)
                          + f" | {comparison[name]:.2e} | {gmean[name]:.2e} | "
                          + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
-    if user:
-        lines.append("\nwith " + " ".join(f"--set {o}" for o in override_strings({k: overrides[k] for k in user})))
+    if shown:
+        lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
     if missing:
         lines.append(f"\nnot run yet: {', '.join(missing)}")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
-                    comparison, missing, override_strings({k: overrides[k] for k in user}))
+                    comparison, missing, list(shown))
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,

@@ -310,18 +310,23 @@ def _key_parts(key: str, item: str) -> list:
 def parse_override(item) -> tuple[str, Any]:
     """``"solver.training.steps=100"`` -> ``("solver.training.steps", 100.0)``: the value
     read as YAML (float-like strings become floats unless quoted)."""
+    key, _, value = _parse_override(item)
+    return key, value
+
+
+def _parse_override(item) -> tuple[str, list, Any]:
     if not isinstance(item, str) or "=" not in item:
         _fail(str(item).strip(), f"malformed override {item!r}: expected KEY=VALUE, e.g. solver.training.steps=100")
     key, text = (s.strip() for s in item.split("=", 1))
     if not key:
         _fail("", f"malformed override {item!r}: empty key; expected KEY=VALUE, e.g. solver.training.steps=100")
-    _key_parts(key, item)
+    parts = _key_parts(key, item)
     try:
         value = yaml.safe_load(text) if text else None
         value = value if text[:1] in ("'", '"') else _numbers(value)  # quoted: keep the string
     except yaml.YAMLError as exc:
         _fail(key, f"cannot read the value {text!r} of override {item!r} as YAML: {getattr(exc, 'problem', exc)}")
-    return key, value
+    return key, parts, value
 
 
 def override_strings(overrides: Mapping[str, Any]) -> list[str]:
@@ -338,8 +343,7 @@ def apply_overrides(data: Mapping, overrides) -> dict:
     mappings are created. Returns the new dict; ``data`` is left untouched."""
     out = copy.deepcopy(dict(data))
     for item in overrides:
-        key, value = parse_override(item)
-        parts = _key_parts(key, item)
+        key, parts, value = _parse_override(item)
         node, where = out, ""
         for i, part in enumerate(parts):
             if isinstance(part, int):
