@@ -121,6 +121,14 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
     if rule == "hrgrad":
         # the update had a positive dot product with every task gradient at every logged step
         assert np.all(sol.history["monitor_min_cos_update"] > 0)
+    if rule != "weighting=dwa":
+        # per-task diagnostics: gradient norm, cosine with the update, relative rate
+        h, tasks = sol.history, ("eps1", "eps0.001", "eps1e-08")
+        cos = np.stack([h[f"monitor_cos_update_{t}"] for t in tasks])
+        np.testing.assert_allclose(cos.min(0), h["monitor_min_cos_update"], rtol=1e-12)
+        assert all(np.all(h[f"monitor_grad_norm_{t}"] > 0) for t in tasks)
+        rates = np.stack([h[f"monitor_rate_{t}"] for t in tasks])
+        assert np.all(np.sign(rates) == np.sign(cos))
     out = sciml.io.read_result(tmp_path / "run" / "result.h5")
     assert "term_eps1/kinetic_r" in out["history"]
     assert (tmp_path / "run" / "figures" / "rho_eps1e-08.png").exists()

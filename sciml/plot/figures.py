@@ -95,28 +95,39 @@ def grouped_bars(path, groups: Sequence[str], values: Mapping[str, Mapping[str, 
 
 
 def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
-                     task_losses: Mapping[str, np.ndarray] | None = None, title: str = "multi-task diagnostics") -> Path:
-    """Left: cosines (linear scale, the zero line marks conflict); right: the loss of
-    each task (log scale)."""
-    fig = Figure(figsize=(10.0, 3.8))
-    ax = fig.add_subplot(1, 2, 1)
-    for name, vals in cosines.items():
-        ax.plot(steps, vals, lw=1.2, label=name)
-    ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cosine")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    if task_losses:
-        bx = fig.add_subplot(1, 2, 2)
-        for name, vals in task_losses.items():
-            bx.semilogy(steps, vals, lw=1.2, label=name)
-        bx.set_xlabel("step")
-        bx.set_ylabel("task loss")
-        bx.grid(alpha=0.3, which="both")
-        bx.legend(fontsize=7)
-    fig.subplots_adjust(wspace=0.3)
+                     task_losses: Mapping[str, np.ndarray] | None = None, title: str = "multi-task diagnostics",
+                     *, grad_norms: Mapping[str, np.ndarray] | None = None,
+                     rates: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Cosines (linear scale, the zero line marks conflict) and the loss of each task
+    (log scale); when given, a second row with each task's gradient norm (log scale)
+    and its relative rate ``g_T . update / L_T`` (symmetric log scale: a negative rate
+    means the step raises that task's loss to first order)."""
+    panels = [("cosine", cosines, "linear")]
+    panels += [("task loss", task_losses, "log")] if task_losses else []
+    panels += [("task gradient norm", grad_norms, "log")] if grad_norms else []
+    panels += [("relative rate  g.update / L", rates, "symlog")] if rates else []
+    rows = 1 if len(panels) <= 2 else 2
+    cols = 1 if len(panels) == 1 else 2
+    fig = Figure(figsize=(5.0 * cols, 3.8 * rows))
+    for i, (label, curves, scale) in enumerate(panels):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for name, vals in curves.items():
+            ax.plot(steps, vals, lw=1.2, label=name)
+        if scale == "symlog":
+            finite = np.concatenate([np.abs(np.asarray(v, dtype=float)).ravel() for v in curves.values()])
+            finite = finite[np.isfinite(finite) & (finite > 0)]
+            ax.set_yscale("symlog", linthresh=float(np.quantile(finite, 0.05)) if finite.size else 1.0)
+        elif scale == "log":
+            ax.set_yscale("log")
+        if scale != "log":
+            ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        if i == 0:
+            ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.subplots_adjust(wspace=0.3, hspace=0.35)
     return _save(fig, path)
 
 

@@ -49,7 +49,11 @@ class _Monitor:
 class _MTLMonitor:
     """Trainer callback: the multi-task diagnostics of the last step at every logged
     step (smallest cosine of the update with a task gradient, mean pairwise cosine of
-    the task gradients, the rule's weights when it has any)."""
+    the task gradients, the rule's weights when it has any) and, per task ``T``:
+    ``grad_norm_T`` (``|g_T|``), ``cos_update_T`` (cosine of the update with
+    ``g_T``) and ``rate_T = g_T . update / L_T``, the first-order relative decrease
+    of the task's loss per unit learning rate (how the rule shares progress among
+    the tasks)."""
 
     def __init__(self, hook):
         self.hook = hook
@@ -62,6 +66,12 @@ class _MTLMonitor:
         if d.get("cos_tasks"):
             out["mean_cos_tasks"] = float(np.mean(d["cos_tasks"]))
             out["min_cos_tasks"] = float(np.min(d["cos_tasks"]))
+        if "task_losses" in d and "grad_norms" in d and self.hook.tasks is not None:
+            un = float(d["update_norm"])
+            for name, gn, cu, L in zip(self.hook.tasks, d["grad_norms"], d["cos_update"], d["task_losses"]):
+                out[f"grad_norm_{name}"] = float(gn)
+                out[f"cos_update_{name}"] = float(cu)
+                out[f"rate_{name}"] = float(gn) * float(cu) * un / max(float(L), 1e-300)
         for k, w in enumerate(d.get("weights", [])):
             out[f"weight_{k}"] = float(w)
         return out

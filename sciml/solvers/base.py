@@ -86,9 +86,14 @@ class Solution:
                                       ylabel=FIELD_LABELS.get(name, name)))
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
-            cos = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_") and "cos" in k}
-            terms.update({f"{k[8:]} (vs reference)": v for k, v in self.history.items()
-                          if k.startswith("monitor_") and k[8:] not in cos})
+            mon = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_")}
+            per_task = {kind: {k[len(kind) + 1:]: v for k, v in mon.items() if k.startswith(kind + "_")}
+                        for kind in ("grad_norm", "rate")}
+            cos = {k: v for k, v in mon.items() if "cos" in k}
+            weights = {k: v for k, v in mon.items() if k.startswith("weight_")}
+            shown = set(cos) | set(weights) | {f"{kind}_{t}" for kind, d in per_task.items() for t in d}
+            terms.update({f"{k} (vs reference)": v for k, v in mon.items() if k not in shown})
+            terms.update({f"{k} (rule)": v for k, v in weights.items()})
             paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms))
             if cos:   # multi-task runs: cosines on a linear scale, and the loss of each task
                 tasks: dict[str, np.ndarray] = {}
@@ -96,7 +101,8 @@ class Solution:
                     if k.startswith("term_") and "/" in k:
                         task = k[5:].split("/", 1)[0]
                         tasks[task] = tasks.get(task, 0) + np.asarray(v)
-                paths.append(task_diagnostics(fig_dir / "tasks.png", self.history["step"], cos, tasks))
+                paths.append(task_diagnostics(fig_dir / "tasks.png", self.history["step"], cos, tasks,
+                                              grad_norms=per_task["grad_norm"], rates=per_task["rate"]))
         return paths
 
     def summary(self) -> str:
