@@ -200,6 +200,17 @@ def _error_monitor(times, x, ref):
     return monitor
 
 
+def _saved_config(out: str | Path) -> str | None:
+    """The resolved configuration of the run in ``out``: that of its result when it
+    finished, else the one its training was started with; ``None`` when there is none."""
+    out = Path(out)
+    if (out / "result.h5").is_file():
+        return str(read_result(out / "result.h5")["attrs"].get("config", ""))
+    if (out / "train" / "config.yaml").is_file():
+        return (out / "train" / "config.yaml").read_text()
+    return None
+
+
 def _solve_pde(run, *, out, device) -> Solution:
     cfg = run.config
     problem = build_pde_problem(cfg.problem)
@@ -234,10 +245,10 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     run = load_run(config, solver=solver, overrides=overrides)
     cfg = run.config
     output = cfg.output
-    if resume and out is not None and (Path(out) / "result.h5").is_file():
-        saved = read_result(Path(out) / "result.h5")["attrs"].get("config", "")
-        # a finished run may be continued to more steps and evaluated on other output points
-        diff = config_differences(str(saved), run.yaml_text,
+    saved = _saved_config(out) if resume and out is not None else None
+    if saved is not None:
+        # a run may be continued to more steps and evaluated on other output points
+        diff = config_differences(saved, run.yaml_text,
                                   ignore=("solver.training.steps", "solver.training.lbfgs_steps", "output"))
         if diff:
             raise ConfigError("--resume", f"{out} holds a run with another configuration ({', '.join(diff[:4])}"
@@ -272,6 +283,11 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     published = npz(cfg.reference.published, "published") if cfg.reference.published is not None else None
 
     train_dir = Path(out) / "train" if out is not None else None
+    if train_dir is not None and not isinstance(solver_obj, ReferenceSolver):
+        # written before training, so that --resume of an interrupted run (checkpoint,
+        # no result.h5 yet) is checked against the configuration it was started with
+        train_dir.mkdir(parents=True, exist_ok=True)
+        (train_dir / "config.yaml").write_text(run.yaml_text)
     monitor = _error_monitor(times, x, ref) if ref is not None else None
     res = solver_obj.solve(problem, times=times, x=x, out_dir=train_dir, resume=resume, progress=progress,
                            monitor=monitor)

@@ -136,6 +136,21 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     assert a.metrics["final_loss"] == b.metrics["final_loss"]
 
 
+def test_resume_of_an_interrupted_run_checks_its_configuration(tmp_path):
+    """An interrupted run (checkpoint, no result.h5 yet) is continued only with the
+    configuration it was started with (steps, output and bookkeeping aside)."""
+    kw = dict(solver="apnn_even_odd_small", progress=False)
+    sciml.solve(str(LT3), overrides={**TINY, "solver.training.steps": 10}, out=tmp_path / "b", **kw)
+    (tmp_path / "b" / "result.h5").unlink()          # as if interrupted after its last checkpoint
+    assert (tmp_path / "b" / "train" / "config.yaml").is_file()
+    with pytest.raises(ConfigError, match=r"--resume.*solver.training.lr"):
+        sciml.solve(str(LT3), overrides={**TINY, "solver.training.steps": 20, "solver.training.lr": 1e-4},
+                    out=tmp_path / "b", resume=True, **kw)
+    b = sciml.solve(str(LT3), overrides={**TINY, "solver.training.steps": 20, "solver.training.log_every": 3},
+                    out=tmp_path / "b", resume=True, **kw)
+    assert b.metrics["steps"] == 20
+
+
 def test_overrides_and_dict_configs():
     run = load_run(LT3, overrides=["problem.eps=1e-8", "solver.training.lr=5e-4"])
     assert run.config.problem.eps == 1e-8 and run.config.solver.training.lr == 5e-4
