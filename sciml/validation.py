@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -285,6 +285,19 @@ def finished_run(run_dir: Path, config_text: str) -> dict | None:
     return {k: float(v) for k, v in saved["metrics"].items() if isinstance(v, (int, float, np.number))}
 
 
+def _per_task(runs: Mapping[str, Mapping], base: str) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Tasks (eps labels, largest eps first) and ``{method: {task: <base>_<task>}}`` at
+    the final time."""
+    tasks = sorted({k[len(base) + 1:] for r in runs.values() for k in r if k.startswith(base + "_eps")
+                    and "_t=" not in k and "all_times" not in k}, key=_eps_of, reverse=True)
+    return tasks, {name: {t: float(r.get(f"{base}_{t}", float("nan"))) for t in tasks} for name, r in runs.items()}
+
+
+def _gmean(values) -> float:
+    v = list(values)
+    return float(np.exp(np.mean(np.log([max(x, 1e-300) for x in v])))) if v else float("nan")
+
+
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
              progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = ()) -> Report:
     """One run per method (``out/<method>/``); table, figure and the target's checks."""
@@ -319,25 +332,31 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     else:
         values = {m: float("nan") for m, _, _ in checks}
     comparison = {name: float(r.get(entry.metric, float("nan"))) for name, r in runs.items()}
-    # per-task errors: rel_l2_<field>_eps<value> at the final time, for every method
+    # per-task errors: rel_l2_<field>_eps<value> at the final time, for every method;
+    # the entry's field first, then every other field the runs report (BGK: rho u, E)
     base = entry.metric.removeprefix("worst_")
-    tasks = sorted({k[len(base) + 1:] for r in runs.values() for k in r if k.startswith(base + "_eps")
-                    and "_t=" not in k and "all_times" not in k}, key=_eps_of, reverse=True)
-    table = {name: {t: r.get(f"{base}_{t}", float("nan")) for t in tasks} for name, r in runs.items()}
-    if runs:
-        grouped_bars(out / "figures" / "comparison.png", tasks, table,
-                     title=f"{entry.id}: {base} per task" + (" (quick)" if quick else ""), ylabel=base)
+    fields = [base] + sorted({m.removeprefix("worst_") for r in runs.values() for m in r
+                              if m.startswith("worst_rel_l2_")} - {base})
+    per_field = {f: _per_task(runs, f) for f in fields}
+    tasks, table = per_field[base]
+    for f, (ftasks, ftable) in per_field.items() if runs else ():
+        grouped_bars(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks, ftable,
+                     title=f"{entry.id}: {f} per task" + (" (quick)" if quick else ""), ylabel=f)
     # besides the worst task: the geometric mean over the tasks (how a rule does across
     # all of them) and the training time (what it costs)
-    gmean = {name: float(np.exp(np.mean(np.log([max(v, 1e-300) for v in table[name].values()]))))
-             if table[name] else float("nan") for name in runs}
-    lines = ["| method | " + " | ".join(tasks) + f" | {entry.metric} | geometric mean | train time (s) |",
-             "|---" * (len(tasks) + 4) + "|"]
-    for name in methods:
-        if name in runs:
-            lines.append(f"| {name} | " + " | ".join(f"{table[name][t]:.2e}" for t in tasks)
-                         + f" | {comparison[name]:.2e} | {gmean[name]:.2e} | "
-                         + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
+    gmean = {name: _gmean(table[name].values()) for name in runs}
+    lines = []
+    for f, (ftasks, ftable) in per_field.items():
+        if f != base:
+            lines.append(f"\n**{f}**\n")
+        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | geometric mean | train time (s) |",
+                  "|---" * (len(ftasks) + 4) + "|"]
+        for name in methods:
+            if name in runs:
+                vals = list(ftable[name].values())
+                lines.append(f"| {name} | " + " | ".join(f"{v:.2e}" for v in vals)
+                             + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | "
+                             + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
     if shown:
         lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
     if missing:
@@ -348,5 +367,6 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
-        "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean, "runs": runs}, indent=2))
+        "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean,
+        "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs}, indent=2))
     return report

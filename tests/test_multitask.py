@@ -184,6 +184,10 @@ def test_method_comparison_entry_quick(tmp_path, entry):
     table = (tmp_path / "c" / "comparison.md").read_text()
     assert "| hrgrad |" in table and "eps0.001" in table
     assert (tmp_path / "c" / "figures" / "comparison.png").exists()
+    if entry == "hrgrad_bgk_methods":     # rho u and E per eps too, each with its table and figure
+        for field in ("rel_l2_energy", "rel_l2_momentum"):
+            assert f"**{field}**" in table and f"worst_{field}" in table
+            assert (tmp_path / "c" / "figures" / f"comparison_{field}.png").exists()
     hist = sciml.io.read_result(tmp_path / "c" / "hrgrad" / "result.h5")["history"]
     assert np.all(hist["monitor_min_cos_update"] > 0)
 
