@@ -305,3 +305,59 @@ def test_hrgrad_numeric_options_set_the_default_parts():
         HRGrad(alpha=0.5, rates=EqualRates())
     with pytest.raises(ValueError, match="alpha must be"):
         HRGrad(alpha=-1)
+
+
+def nearly_dependent(K, n, noise, seed=0):
+    """K gradients that vary smoothly with the task (``b1 + t b2 + t^2 b3``, ``t`` in
+    [-1, 1], as for tasks at neighbouring eps) plus a small task-specific part: the
+    unit gradients are nearly dependent, and the exact equal-cosine direction needs
+    that small part (long ``d``, small cosines)."""
+    g = torch.Generator().manual_seed(seed)
+    B = torch.linalg.qr(torch.randn(n, 3, generator=g, dtype=torch.float64))[0].T
+    t = torch.linspace(-1.0, 1.0, K, dtype=torch.float64)
+    C = torch.stack([torch.ones_like(t), t, t * t], dim=1)
+    return C @ B + noise * torch.randn(K, n, generator=g, dtype=torch.float64) / n ** 0.5
+
+
+def test_min_norm_direction_cutoff():
+    """``rcond``: the direction from the dominant singular directions of the unit
+    gradients, as a pseudo-inverse with that cut-off gives (TorchJD's ConFIG at the
+    same cut-off), with larger cosines than the exact solve when they are nearly
+    dependent; the exact solve where the cut-off would lose a positive dot product."""
+    from sciml.mtl import MinNormDirection
+
+    G = nearly_dependent(6, 2000, 1e-2)
+    U = G / G.norm(dim=1, keepdim=True)
+    r = torch.ones(6, dtype=torch.float64)
+    exact, cut = MinNormDirection()(U, r), MinNormDirection(rcond=0.1)(U, r)
+    pinv = torch.linalg.pinv(U, rtol=0.1) @ r
+    assert torch.allclose(cut, pinv / pinv.norm(), atol=1e-10)
+    assert torch.allclose(U @ exact, (U @ exact).mean().expand(6), rtol=1e-6)     # equal cosines
+    assert (U @ cut).min() > 3 * (U @ exact).min() > 0
+    # well-conditioned gradients: nothing below the cut-off, the same direction
+    W = torch.randn(5, 300, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    W = W / W.norm(dim=1, keepdim=True)
+    r5 = torch.ones(5, dtype=torch.float64)
+    assert torch.allclose(MinNormDirection(rcond=0.01)(W, r5), MinNormDirection()(W, r5), atol=1e-10)
+    # a cut-off that would leave a task with a negative dot product falls back to the exact solve
+    V = torch.tensor([[1.0, 0.0, 0.0], [-0.999, 0.0447, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    V = V / V.norm(dim=1, keepdim=True)
+    r3 = torch.ones(3, dtype=torch.float64)
+    lam, Q = torch.linalg.eigh(V @ V.T)
+    keep = lam > 0.5 ** 2 * lam.max()
+    assert not bool(((V @ V.T) @ (Q[:, keep] @ ((Q[:, keep].T @ r3) / lam[keep])) > 0).all())
+    fallback = MinNormDirection(rcond=0.5)(V, r3)
+    assert torch.allclose(fallback, MinNormDirection()(V, r3)) and (V @ fallback).min() > 0
+    with pytest.raises(ValueError, match="rcond"):
+        MinNormDirection(rcond=1.5)
+
+
+def test_hrgrad_rcond_option():
+    from sciml.mtl import HRGrad, MinNormDirection
+
+    assert HRGrad(rcond=0.03).direction == MinNormDirection(rcond=0.03)
+    with pytest.raises(ValueError, match="either direction or rcond"):
+        HRGrad(rcond=0.1, direction=MinNormDirection())
+    G = nearly_dependent(5, 500, 1e-2, seed=2)
+    u = mtl.aggregator("hrgrad", rcond=0.05)(G, torch.ones(5, dtype=torch.float64))
+    assert (G @ u).min() > 0

@@ -97,16 +97,42 @@ class LossRatioRates:
 @dataclass
 class MinNormDirection:
     """Minimum-norm ``d`` with ``u_i . d = r_i`` (see module doc); returns the unit
-    direction (float64, on G's device)."""
+    direction (float64, on G's device).
+
+    ``rcond > 0`` solves in the span of the singular directions of ``U`` above
+    ``rcond`` times the largest (eigenvalues of ``U U^T`` above ``rcond^2`` times the
+    largest), as a pseudo-inverse with that cut-off does. When the unit gradients
+    are nearly dependent, the exact solve needs a long ``d`` (equal cosines
+    ``1/|d|``, tiny) built from their small differences; the cut-off keeps the
+    direction in their dominant span. It is accepted only when it keeps every
+    ``u_i . d > 0``; otherwise the exact solve is used, so property (a) holds as
+    before. (TorchJD's ConFIG uses ``torch.linalg.pinv`` with its default cut-off,
+    ``max(K, n)`` times the float32 machine epsilon, 2.4e-3 for ``n = 2e4``
+    parameters: an implicit ``rcond`` that grows with the network.)"""
 
     ridge: float = 1e-12
+    rcond: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.rcond < 1.0:
+            raise ValueError(f"rcond must be in [0, 1), got {self.rcond}")
+        if not self.ridge >= 0.0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge}")
 
     def __call__(self, U: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         gram = U @ U.T
         K = gram.shape[0]
+        r = r.to(gram.device)
+        if self.rcond > 0:
+            lam, V = torch.linalg.eigh(gram)
+            keep = lam > (self.rcond ** 2) * lam.max()
+            Vk = V[:, keep]
+            alpha = Vk @ ((Vk.T @ r) / lam[keep])
+            if bool(((gram @ alpha) > 0).all()):        # u_i . d = (U U^T alpha)_i
+                d = alpha @ U
+                return d / d.norm().clamp_min(1e-300)
         shift = self.ridge * float(torch.diagonal(gram).sum())
-        alpha = torch.linalg.solve(gram + shift * torch.eye(K, dtype=gram.dtype, device=gram.device),
-                                   r.to(gram.device))
+        alpha = torch.linalg.solve(gram + shift * torch.eye(K, dtype=gram.dtype, device=gram.device), r)
         d = alpha @ U
         return d / d.norm().clamp_min(1e-300)
 
@@ -145,21 +171,25 @@ class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
     ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
     (:class:`MinNormDirection`), ``magnitude`` (:class:`ConflictScaled` /
-    :class:`ProjectionSum`). The numbers ``alpha`` (rotation strength) and ``gamma``
-    (conflict scaling) set the default parts' parameters, which is what a YAML file
-    can give (``aggregator_options: {alpha: 0}``: no rotation, equal cosines)."""
+    :class:`ProjectionSum`). The numbers ``alpha`` (rotation strength), ``gamma``
+    (conflict scaling) and ``rcond`` (the direction's cut-off) set the default parts'
+    parameters, which is what a YAML file can give (``aggregator_options: {alpha: 0}``:
+    no rotation, equal cosines)."""
 
     name = "hrgrad"
 
     def __init__(self, *, rates=None, direction=None, magnitude=None, alpha: float | None = None,
-                 gamma: float | None = None):
+                 gamma: float | None = None, rcond: float | None = None):
         if alpha is not None and rates is not None:
             raise ValueError("give either rates or alpha, not both")
+        if rcond is not None and direction is not None:
+            raise ValueError("give either direction or rcond, not both")
         if gamma is not None and magnitude is not None:
             raise ValueError("give either magnitude or gamma, not both")
         self.rates = rates if rates is not None else (LossRatioRates() if alpha is None else
                                                        LossRatioRates(alpha=float(alpha)))
-        self.direction = direction if direction is not None else MinNormDirection()
+        self.direction = direction if direction is not None else (MinNormDirection() if rcond is None else
+                                                                  MinNormDirection(rcond=float(rcond)))
         self.magnitude = magnitude if magnitude is not None else (ConflictScaled() if gamma is None else
                                                                   ConflictScaled(gamma=float(gamma)))
         self.state: dict = {}
