@@ -36,14 +36,11 @@ def first_step_gradients(problem_file: str, overrides: list[str], seed: int = 0)
     import dataclasses
 
     from sciml import mtl
-    from sciml.api import SOLVER_BUILDERS, build_problem
+    from sciml.api import SOLVER_BUILDERS, build_run_problem
     from sciml.config import load_run
-    from sciml.domain.velocity import VelocitySpace
 
     cfg = load_run(ROOT / problem_file, overrides=overrides).config
-    problem = build_problem(cfg.problem)
-    vel = problem.velocity
-    problem = problem.replace_all(velocity=VelocitySpace.gauss_legendre(vel.lo, vel.hi, cfg.solver.velocity_nodes))
+    problem = build_run_problem(cfg)
     solver = SOLVER_BUILDERS[type(cfg.solver)](dataclasses.replace(cfg.solver, device="cpu"), device="cpu")
     torch.manual_seed(seed)
     model = solver.build(problem, torch.device("cpu"))

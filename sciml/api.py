@@ -200,6 +200,18 @@ def _error_monitor(times, x, ref):
     return monitor
 
 
+def build_run_problem(cfg):
+    """The kinetic problem of a resolved run configuration, on the solver's velocity
+    nodes when the solver names a number of them."""
+    problem = build_problem(cfg.problem)
+    if getattr(cfg.solver, "velocity_nodes", None):
+        vel = problem.velocity
+        new = VelocitySpace.gauss_legendre(vel.lo, vel.hi, cfg.solver.velocity_nodes)
+        problem = problem.replace_all(velocity=new) if isinstance(problem, MultiEps) else \
+            dataclasses.replace(problem, velocity=new)
+    return problem
+
+
 def _saved_config(out: str | Path) -> str | None:
     """The resolved configuration of the run in ``out``: that of its result when it
     finished, else the one its training was started with; ``None`` when there is none."""
@@ -256,12 +268,7 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
                                           "to replace it, or choose another output directory")
     if isinstance(cfg.problem, PDESpec):
         return _solve_pde(run, out=out, device=device)
-    problem = build_problem(cfg.problem)
-    if getattr(cfg.solver, "velocity_nodes", None):
-        vel = problem.velocity
-        new = VelocitySpace.gauss_legendre(vel.lo, vel.hi, cfg.solver.velocity_nodes)
-        problem = problem.replace_all(velocity=new) if isinstance(problem, MultiEps) else \
-            dataclasses.replace(problem, velocity=new)
+    problem = build_run_problem(cfg)
     times = output_times(output, cfg.problem.t[0], cfg.problem.t[1])
     x = cell_centres(problem.domain["x"], output.nx).numpy()
     solver_obj = SOLVER_BUILDERS[type(cfg.solver)](cfg.solver, device=device)

@@ -85,17 +85,22 @@ def cosines(G: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
 
 def diagnostics(G: torch.Tensor, update: torch.Tensor, losses: torch.Tensor | None = None) -> dict:
     """Per-step diagnostics: pairwise cosines of the task gradients, the cosine of the
-    update with each task gradient, the task gradient norms and losses (plain floats
-    and lists, for metrics.jsonl)."""
+    update with each task gradient, the task gradient norms and losses and, with the
+    losses, each task's relative rate ``g_k . update / L_k`` (the first-order relative
+    decrease of its loss per unit learning rate) (plain floats and lists, for
+    metrics.jsonl)."""
     Gd, ud = G.double(), update.double()
     norms = Gd.norm(dim=1)
     un = ud.norm()
-    cos_u = (Gd @ ud) / (norms * un).clamp_min(1e-300)
+    dots = Gd @ ud
+    cos_u = dots / (norms * un).clamp_min(1e-300)
     C = cosines(Gd)
     K = G.shape[0]
     iu = torch.triu_indices(K, K, 1)
     out = {"cos_tasks": C[iu[0], iu[1]].tolist(), "cos_update": cos_u.tolist(), "grad_norms": norms.tolist(),
            "update_norm": float(un), "min_cos_update": float(cos_u.min())}
     if losses is not None:
-        out["task_losses"] = losses.double().tolist()
+        L = losses.detach().double().to(dots.device)
+        out["task_losses"] = L.tolist()
+        out["rates"] = (dots / L.clamp_min(1e-300)).tolist()
     return out

@@ -66,12 +66,9 @@ class _MTLMonitor:
         if d.get("cos_tasks"):
             out["mean_cos_tasks"] = float(np.mean(d["cos_tasks"]))
             out["min_cos_tasks"] = float(np.min(d["cos_tasks"]))
-        if "task_losses" in d and "grad_norms" in d and self.hook.tasks is not None:
-            un = float(d["update_norm"])
-            for name, gn, cu, L in zip(self.hook.tasks, d["grad_norms"], d["cos_update"], d["task_losses"]):
-                out[f"grad_norm_{name}"] = float(gn)
-                out[f"cos_update_{name}"] = float(cu)
-                out[f"rate_{name}"] = float(gn) * float(cu) * un / max(float(L), 1e-300)
+        if "rates" in d and self.hook.tasks is not None:
+            for name, gn, cu, rate in zip(self.hook.tasks, d["grad_norms"], d["cos_update"], d["rates"]):
+                out[f"grad_norm_{name}"], out[f"cos_update_{name}"], out[f"rate_{name}"] = gn, cu, rate
         for k, w in enumerate(d.get("weights", [])):
             out[f"weight_{k}"] = float(w)
         return out
