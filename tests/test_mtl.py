@@ -361,3 +361,11 @@ def test_hrgrad_rcond_option():
     G = nearly_dependent(5, 500, 1e-2, seed=2)
     u = mtl.aggregator("hrgrad", rcond=0.05)(G, torch.ones(5, dtype=torch.float64))
     assert (G @ u).min() > 0
+
+
+def test_unknown_option_names_what_the_rule_takes():
+    with pytest.raises(ValueError, match=r"no option 'rcnd' \(did you mean 'rcond'\?\); hrgrad takes: .*rcond"):
+        mtl.aggregator("hrgrad", rcnd=0.1)
+    with pytest.raises(ValueError, match="dwa takes: temperature"):
+        mtl.weighting("dwa", temp=2.0)
+    assert mtl.weighting("dwa", temperature=2.0) is not None
