@@ -34,6 +34,7 @@ TINY = {"solver.network.width": 16, "solver.density_network.width": 16, "solver.
     ("problem.velocity_nodes=7", "problem.velocity_nodes", "even"),
     ("solver.formulation=even", "solver.formulation", "even_odd"),
     ("solver.training.schedule={kind: steps}", "solver.training.schedule.kind", "step"),
+    ("solver.training.aggregator_options={rcond: 0.1}", "solver.training", "without training.aggregator"),
 ])
 def test_bad_config_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, capsys, override, path, words):
     out = tmp_path / "run"

@@ -363,6 +363,35 @@ def test_hrgrad_rcond_option():
     assert (G @ u).min() > 0
 
 
+def test_hrgrad_unit_length_is_scale_free():
+    from sciml.mtl import HRGrad, UnitLength
+
+    G = conflicting(4, 300)
+    unit = mtl.aggregator("hrgrad", length="unit")
+    assert unit.magnitude == ConflictScaled(0.5, base=UnitLength())
+    u1, u2 = unit(G), unit(1e3 * G)
+    assert torch.allclose(u1, u2, atol=1e-12)             # the gradients' scale does not enter
+    default = HRGrad()(G)
+    assert torch.allclose(u1 / u1.norm(), default / default.norm(), atol=1e-12)
+    C = mtl.cosines(G)
+    iu = torch.triu_indices(4, 4, 1)
+    kappa = (-C[iu[0], iu[1]]).clamp_min(0).mean()
+    assert abs(float(u1.norm()) - float(1 - 0.5 * kappa)) < 1e-10
+    with pytest.raises(ValueError, match=r"length must be one of \['projection', 'unit'\]"):
+        mtl.aggregator("hrgrad", length="units")
+    with pytest.raises(ValueError, match="not both"):
+        HRGrad(length="unit", magnitude=ProjectionSum())
+
+
+def test_sum_unit_length():
+    G = conflicting(4, 50)
+    u = mtl.aggregator("sum", length="unit")(G)
+    assert torch.allclose(u, G.sum(0) / G.sum(0).norm())
+    assert torch.equal(mtl.aggregator("sum", length="unit")(torch.zeros(3, 5)), torch.zeros(5))
+    with pytest.raises(ValueError, match="length must be 'sum' or 'unit'"):
+        mtl.aggregator("sum", length="one")
+
+
 def test_unknown_option_names_what_the_rule_takes():
     with pytest.raises(ValueError, match=r"no option 'rcnd' \(did you mean 'rcond'\?\); hrgrad takes: .*rcond"):
         mtl.aggregator("hrgrad", rcnd=0.1)

@@ -285,14 +285,18 @@ class TrainingSpec:
     aggregator: Optional[str] = option(None, doc="multi-task problems: combine the task gradients with this rule "
                                                  "(sciml.mtl: hrgrad, sum, pcgrad, imtlg, mgda, cagrad, nashmtl, "
                                                  "alignedmtl, config, upgrad)", check=lambda v: _known("AGGREGATORS", v))
-    aggregator_options: dict[str, float] = option(field(default_factory=dict), doc="keyword options of the aggregator")
+    aggregator_options: dict[str, Union[float, str]] = option(field(default_factory=dict), doc="keyword options of the aggregator")
     weighting: Optional[str] = option(None, doc="multi-task problems: weight the task losses with this rule "
                                                 "(dwa, uncertainty, gradnorm, famo)", check=lambda v: _known("WEIGHTINGS", v))
-    weighting_options: dict[str, float] = option(field(default_factory=dict), doc="keyword options of the weighting")
+    weighting_options: dict[str, Union[float, str]] = option(field(default_factory=dict), doc="keyword options of the weighting")
 
     def __post_init__(self):
         if self.aggregator is not None and self.weighting is not None:
             raise ValueError("give training.aggregator or training.weighting, not both")
+        for key in ("aggregator", "weighting"):
+            if getattr(self, f"{key}_options") and getattr(self, key) is None:
+                raise ValueError(f"training.{key}_options {getattr(self, f'{key}_options')} given without "
+                                 f"training.{key} (the options would be ignored)")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import inspect
 
 from .base import Aggregator, Mean, Sum, check_matrix, cosines, diagnostics
 from .hrgrad import (ConflictScaled, EqualRates, HRGrad, LossRatioRates, MinNormDirection,
-                     ProjectionSum)
+                     ProjectionSum, UnitLength)
 from .backward import TaskBackward, task_of
 from .library import BASELINES, TorchJD
 from .weighting import DWA, FAMO, WEIGHTINGS, GradNorm, Uncertainty, Weighting
@@ -54,6 +54,6 @@ def weighting(name: str, **options) -> Weighting:
 
 
 __all__ = ["AGGREGATORS", "Aggregator", "ConflictScaled", "DWA", "EqualRates", "FAMO", "GradNorm", "HRGrad",
-           "LossRatioRates", "Mean", "MinNormDirection", "ProjectionSum", "Sum", "TaskBackward", "TorchJD",
+           "LossRatioRates", "Mean", "MinNormDirection", "ProjectionSum", "Sum", "TaskBackward", "TorchJD", "UnitLength",
            "Uncertainty", "WEIGHTINGS", "Weighting", "aggregator", "check_matrix", "cosines", "diagnostics",
            "task_of", "weighting"]

@@ -58,12 +58,25 @@ class Aggregator(abc.ABC):
 
 class Sum(Aggregator):
     """The plain summed loss: ``sum_i g_i`` (what an APNN trained on all tasks at
-    once does without any aggregation)."""
+    once does without any aggregation). ``length="unit"`` divides it by its norm
+    (normalised gradient descent; the control for HRGrad's ``length="unit"``: the
+    same scale-free length with the summed loss's direction)."""
 
     name = "sum"
 
+    def __init__(self, *, length: str = "sum"):
+        if length not in ("sum", "unit"):
+            raise ValueError(f"length must be 'sum' or 'unit', got {length!r}")
+        self.length = length
+
     def aggregate(self, G, losses):
-        return G.sum(0)
+        g = G.sum(0)
+        if self.length == "unit":
+            return g / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
+        return g
+
+    def __repr__(self) -> str:
+        return "Sum()" if self.length == "sum" else f"Sum(length={self.length!r})"
 
 
 class Mean(Aggregator):

@@ -49,6 +49,7 @@ permutation of the tasks (the result does not change); NaN or Inf input raises a
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -147,11 +148,25 @@ class ProjectionSum:
 
 
 @dataclass
+class UnitLength:
+    """``|update| = 1``: a length independent of the gradients' scale (the optimiser's
+    learning rate alone sets the step; see module doc)."""
+
+    def __call__(self, G: torch.Tensor, d_hat: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+        return torch.ones((), dtype=d_hat.dtype, device=d_hat.device)
+
+
+LENGTHS = {"projection": ProjectionSum, "unit": UnitLength}
+
+
+@dataclass
 class ConflictScaled:
-    """``ProjectionSum * (1 - gamma * kappa)``, ``kappa`` the mean negative part of the
-    pairwise cosines (see module doc)."""
+    """``base * (1 - gamma * kappa)``, ``kappa`` the mean negative part of the pairwise
+    cosines, ``base`` :class:`ProjectionSum` (default) or :class:`UnitLength` (see
+    module doc)."""
 
     gamma: float = 0.5
+    base: object = dataclasses.field(default_factory=ProjectionSum)
 
     def __post_init__(self):
         if not 0.0 <= self.gamma < 1.0:
@@ -164,7 +179,7 @@ class ConflictScaled:
         else:
             iu = torch.triu_indices(K, K, 1, device=cos.device)
             kappa = (-cos[iu[0], iu[1]]).clamp_min(0).mean()
-        return (G @ d_hat).sum() * (1.0 - self.gamma * kappa)
+        return self.base(G, d_hat, cos) * (1.0 - self.gamma * kappa)
 
 
 class HRGrad(Aggregator):
@@ -179,19 +194,23 @@ class HRGrad(Aggregator):
     name = "hrgrad"
 
     def __init__(self, *, rates=None, direction=None, magnitude=None, alpha: float | None = None,
-                 gamma: float | None = None, rcond: float | None = None):
+                 gamma: float | None = None, rcond: float | None = None, length: str | None = None):
         if alpha is not None and rates is not None:
             raise ValueError("give either rates or alpha, not both")
         if rcond is not None and direction is not None:
             raise ValueError("give either direction or rcond, not both")
-        if gamma is not None and magnitude is not None:
-            raise ValueError("give either magnitude or gamma, not both")
+        if (gamma is not None or length is not None) and magnitude is not None:
+            raise ValueError("give either magnitude or gamma / length, not both")
+        if length is not None and length not in LENGTHS:
+            raise ValueError(f"length must be one of {sorted(LENGTHS)}, got {length!r}")
         self.rates = rates if rates is not None else (LossRatioRates() if alpha is None else
                                                        LossRatioRates(alpha=float(alpha)))
         self.direction = direction if direction is not None else (MinNormDirection() if rcond is None else
                                                                   MinNormDirection(rcond=float(rcond)))
-        self.magnitude = magnitude if magnitude is not None else (ConflictScaled() if gamma is None else
-                                                                  ConflictScaled(gamma=float(gamma)))
+        if magnitude is None:
+            magnitude = ConflictScaled(gamma=0.5 if gamma is None else float(gamma),
+                                       base=LENGTHS[length or "projection"]())
+        self.magnitude = magnitude
         self.state: dict = {}
 
     def aggregate(self, G, losses):
