@@ -253,10 +253,15 @@ def method_overrides(name: str) -> dict:
     """The solver overrides that select a multi-task rule by name."""
     from . import mtl
 
+    # the options of the other kind of rule are cleared with it (a weighting run of a
+    # comparison has no aggregator, so aggregator options set for the comparison do not
+    # apply to it)
     if name in mtl.AGGREGATORS:
-        return {"solver.training.aggregator": name, "solver.training.weighting": None}
+        return {"solver.training.aggregator": name, "solver.training.weighting": None,
+                "solver.training.weighting_options": {}}
     if name in mtl.WEIGHTINGS:
-        return {"solver.training.aggregator": None, "solver.training.weighting": name}
+        return {"solver.training.aggregator": None, "solver.training.weighting": name,
+                "solver.training.aggregator_options": {}}
     raise ConfigError("methods", f"unknown method {name!r}; allowed: "
                                  f"{', '.join(sorted(set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS)))}")
 
@@ -314,14 +319,24 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
                                          f"{' (quick)' if quick else ''}; allowed: {', '.join(methods)}")
     problem = Path(entry.root) / entry.problem
     settings = {name: {**overrides, **method_overrides(name)} for name in methods}
-    configs = {name: load_run(problem, solver=entry.solver, overrides=settings[name]).yaml_text
-               for name in methods}        # validates every method's configuration before any run
+    # validates every method's configuration before any run; with --methods, a method not
+    # run now whose configuration the overrides make invalid (an option only the target
+    # takes, say) is left out of the table with the reason, never silently compared
+    configs, inapplicable = {}, {}
+    for name in methods:
+        try:
+            configs[name] = load_run(problem, solver=entry.solver, overrides=settings[name]).yaml_text
+        except ConfigError as err:
+            if only is None or name in only:
+                raise
+            inapplicable[name] = str(err)
     for name in (methods if only is None else [m for m in methods if m in only]):
         if resume and finished_run(out / name, configs[name]) is not None:
             continue
         solve(problem, solver=entry.solver, overrides=settings[name], out=out / name, device=device,
               resume=resume, progress=progress)
-    runs = {name: r for name in methods if (r := finished_run(out / name, configs[name])) is not None}
+    runs = {name: r for name in methods
+            if name in configs and (r := finished_run(out / name, configs[name])) is not None}
     missing = [name for name in methods if name not in runs]
     checks = entry.checks(quick)
     if entry.target in runs:
@@ -361,6 +376,8 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
         lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
     if missing:
         lines.append(f"\nnot run yet: {', '.join(missing)}")
+    for name, why in inapplicable.items():
+        lines.append(f"\n{name} cannot run with these overrides: {why}")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
                     comparison, missing, list(shown))

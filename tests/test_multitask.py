@@ -226,6 +226,23 @@ def test_comparison_built_over_several_calls(tmp_path, capsys):
     assert "--resume" in err and "another configuration" in err and "solver.network.width" in err
 
 
+def test_comparison_with_options_only_the_run_methods_take(tmp_path):
+    """Rule options set for a comparison run (``--set ...aggregator_options``) with
+    ``--methods``: a method not run now that does not take them is left out of the
+    table with the reason; without ``--methods`` they are an error."""
+    from sciml.validation import load_entry, reproduce
+
+    entry, out = load_entry("hrgrad_lt_methods"), tmp_path / "c"
+    tiny = ["solver.training.steps=2", "solver.points={interior: 32, boundary: 16, initial: 16}",
+            "output.nx=20", "problem.eps=[1.0, 1.0e-3]", "solver.training.aggregator_options={alpha: 0.0}"]
+    rep = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], progress=False)
+    assert set(rep.comparison) == {"hrgrad"} and rep.missing == ["sum"] and not rep.passed
+    table = (out / "comparison.md").read_text()
+    assert "sum cannot run with these overrides" in table and "alpha" in table
+    with pytest.raises(ConfigError, match="alpha"):
+        reproduce(entry, quick=True, out=tmp_path / "d", overrides=tiny, progress=False)
+
+
 def test_bad_aggregator_options_exit_2_naming_the_key(tmp_path, capsys):
     assert main(["solve", str(MULTI), "--set", "solver.training.aggregator_options={beta: 1}",
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2

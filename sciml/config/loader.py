@@ -159,6 +159,21 @@ def _check_output(config: RunConfig, source: str) -> None:
                               source=source)
 
 
+def _check_rule_options(training, source: str) -> None:
+    """The multi-task rule is built once with its options, so that an option it does not
+    take or a value out of its range is an error at load time, naming the key."""
+    from .. import mtl
+
+    for key in ("aggregator", "weighting"):
+        name = getattr(training, key, None)
+        if name is None:
+            continue
+        try:
+            getattr(mtl, key)(name, **getattr(training, f"{key}_options"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"solver.training.{key}_options", f"{name}: {exc}", source=source) from None
+
+
 def _check_formulation(config: RunConfig, source: str) -> None:
     formulation = getattr(config.solver, "formulation", None)
     if formulation is None:
@@ -179,6 +194,8 @@ def _check_formulation(config: RunConfig, source: str) -> None:
             if getattr(training, key) is not None:
                 raise ConfigError(f"solver.training.{key}", "needs a multi-task problem: give problem.eps as a "
                                                             "list of Knudsen numbers", source=source)
+    if training is not None:
+        _check_rule_options(training, source)
     if multi and config.reference.data is not None:
         raise ConfigError("reference.data", "a data file holds one eps; with a list of eps the reference is our "
                                             "classical solver at each eps (drop reference.data)", source=source)
