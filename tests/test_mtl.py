@@ -60,12 +60,16 @@ def test_loss_ratio_rates_rotate_towards_the_lagging_task():
 def test_magnitude_shrinks_with_conflict_only():
     G = conflicting(4, 300)
     full = HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(G)
-    scaled = HRGrad(rates=EqualRates(), magnitude=ConflictScaled(0.5))(G)
+    scaled = HRGrad(rates=EqualRates(), magnitude=ConflictScaled(0.5, base=ProjectionSum()))(G)
     assert torch.allclose(scaled / scaled.norm(), full / full.norm(), atol=1e-12)
     assert scaled.norm() < full.norm()
     aligned = G.abs()                                      # all cosines >= 0: no conflict
-    assert torch.allclose(HRGrad(rates=EqualRates())(aligned),
+    assert torch.allclose(HRGrad(rates=EqualRates(), length="projection")(aligned),
                           HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(aligned))
+    default = HRGrad(rates=EqualRates())                   # default length: unit (docs/hrgrad.md)
+    assert torch.allclose(default(aligned).norm(), torch.tensor(1.0, dtype=G.dtype))
+    assert torch.allclose(default(G).norm(), scaled.norm() / full.norm())   # 1 - gamma kappa < 1
+    assert default(G).norm() < 1 and torch.allclose(default(G) / default(G).norm(), full / full.norm())
     with pytest.raises(ValueError, match="gamma"):
         ConflictScaled(1.5)
 

@@ -394,3 +394,27 @@ def test_resume_into_another_model_is_a_clear_error(tmp_path):
     other = mlp(width=8)
     with pytest.raises(CheckpointMismatch, match="another model"):
         Trainer(other, sine_loss(other), config=cfg(steps=10), out_dir=tmp_path).fit(resume=True)
+
+
+def test_step_rms_is_adams_step_over_lr(tmp_path):
+    """``step_rms`` = RMS of the parameter update / lr: exactly 1 at Adam's first step
+    (bias-corrected m / sqrt(v) = sign(g) per parameter); after a gradient decades
+    smaller than the first ones it is far below 1 (the second moment remembers)."""
+    net = mlp()
+    scale = {"k": 1.0}
+
+    def loss(step, g):
+        x = (torch.rand(64, 1, generator=g) * 2 - 1) * math.pi
+        return {"fit": scale["k"] * ((net(x) - torch.sin(x)) ** 2).mean()}
+
+    class Shrink(Callback):
+        def on_step(self, trainer, step, stats):
+            scale["k"] = 1e-3 if step >= 4 else 1.0
+
+    hist = Trainer(net, loss, config=cfg(steps=60, log_every=1, checkpoint_every=0, lr=1e-3),
+                   callbacks=[Shrink()], out_dir=tmp_path).fit()
+    rms = hist.extra["step_rms"]
+    assert abs(rms[0] - 1.0) < 1e-3
+    assert 0.3 < rms[3] <= 1.0 + 1e-6 and rms[-1] < 0.05
+    rec = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert rec["step_rms"] == rms[-1]

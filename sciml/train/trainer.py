@@ -22,6 +22,12 @@ update ``i``. L-BFGS steps continue the numbering (``config.steps + j``); after 
 last L-BFGS iteration one more evaluation is recorded at
 ``config.steps + config.lbfgs_steps``.
 
+Logged with every Adam record besides the loss and the gradient norm: ``step_rms``,
+the root-mean-square over all parameters of the update the optimiser made at that
+step, divided by the learning rate (about 1 when Adam moves each parameter by ``lr``;
+far below 1 when its second-moment average still holds much larger past gradients).
+It costs one copy of the parameters at logged steps only.
+
 State that makes a run exactly resumable (bitwise on the same device/threads) is
 saved atomically to ``out_dir/checkpoint.pt`` every ``checkpoint_every`` steps and at
 the end: model, Adam (+ scheduler) and L-BFGS states, step counters, the trainer's
@@ -418,6 +424,7 @@ class Trainer:
         self._snapshot: dict | None = None
         self._saved_key = None
         self._in_update = False      # inside optimizer.step (parameters may be half-updated)
+        self._step_rms = None        # RMS of the last logged Adam update / lr (module doc)
         self._open: dict | None = None       # RNG (+ extra_state) at the start of the running step
         self._bar = None
 
@@ -577,8 +584,13 @@ class Trainer:
                     if p.grad is not None:
                         p.grad.mul_(coef)
         lr = float(self.optimizer.param_groups[0]["lr"])
+        logged = i == 0 or i + 1 == cfg.steps or i % cfg.log_every == 0
+        before = torch.cat([p.detach().reshape(-1) for p in self.params]) if logged else None
         self._in_update = True
         self.optimizer.step()
+        if before is not None:      # step_rms: RMS of the update over the parameters / lr (module doc)
+            after = torch.cat([p.detach().reshape(-1) for p in self.params])
+            self._step_rms = (after - before).double().pow(2).mean().sqrt() / lr
         self.scheduler.step()
         self.step += 1
         self._in_update = False
@@ -679,6 +691,9 @@ class Trainer:
         n = len(names)
         rec = {"step": gi, "phase": phase, "time": self.elapsed, "lr": lr, "loss": vals[n], "grad_norm": vals[n + 1],
                "terms": dict(zip(names, vals[:n]))}
+        if phase == "adam" and self._step_rms is not None:
+            rec["step_rms"] = float(self._step_rms)
+        self._step_rms = None
         for cb in self.callbacks:
             fn = getattr(cb, "on_log", None)
             if fn is not None:
