@@ -41,10 +41,11 @@ def profiles(path, x: np.ndarray, t: Sequence[float], ours: np.ndarray, *, refer
 
 
 def training_curves(path, steps: np.ndarray, loss: np.ndarray, terms: Mapping[str, np.ndarray] | None = None,
-                    title: str = "training") -> Path:
-    """Total loss and each term against the step (log scale)."""
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
+                    title: str = "training", *, step_rms: np.ndarray | None = None) -> Path:
+    """Total loss and each term against the step (log scale); with ``step_rms`` (the
+    optimiser's update RMS / lr, logged by the trainer) a second panel below."""
+    fig = Figure(figsize=(6.4, 4.2 if step_rms is None else 6.0))
+    ax = fig.add_subplot() if step_rms is None else fig.add_axes((0.12, 0.38, 0.83, 0.55))
     ax.semilogy(steps, loss, color="k", lw=2, label="total")
     for name, vals in (terms or {}).items():
         ax.semilogy(steps, vals, lw=1, label=name)
@@ -53,6 +54,15 @@ def training_curves(path, steps: np.ndarray, loss: np.ndarray, terms: Mapping[st
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
+    if step_rms is not None:
+        low = fig.add_axes((0.12, 0.08, 0.83, 0.2), sharex=ax)
+        rms = np.asarray(step_rms, dtype=float)
+        low.semilogy(steps[: len(rms)], rms, color="C3", lw=1.2)
+        low.axhline(1.0, color="k", lw=0.8)
+        low.set_ylabel("update RMS / lr", fontsize=8)
+        low.set_xlabel("step")
+        low.grid(alpha=0.3, which="both")
+        ax.set_xlabel("")
     return _save(fig, path)
 
 

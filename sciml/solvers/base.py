@@ -87,6 +87,7 @@ class Solution:
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
             mon = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_")}
+            step_rms = mon.pop("step_rms", None)      # the trainer's, not a monitor's (own panel)
             per_task = {kind: {k[len(kind) + 1:]: v for k, v in mon.items() if k.startswith(kind + "_")}
                         for kind in ("grad_norm", "rate")}
             cos = {k: v for k, v in mon.items() if "cos" in k}
@@ -94,7 +95,8 @@ class Solution:
             shown = set(cos) | set(weights) | {f"{kind}_{t}" for kind, d in per_task.items() for t in d}
             terms.update({f"{k} (vs reference)": v for k, v in mon.items() if k not in shown})
             terms.update({f"{k} (rule)": v for k, v in weights.items()})
-            paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms))
+            paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms,
+                                         step_rms=step_rms))
             if cos:   # multi-task runs: cosines on a linear scale, and the loss of each task
                 tasks: dict[str, np.ndarray] = {}
                 for k, v in self.history.items():
