@@ -127,6 +127,7 @@ class Report:
     comparison: dict = field(default_factory=dict)   # method -> value of the main metric
     missing: list = field(default_factory=list)      # methods of the comparison without a finished run
     overrides: list = field(default_factory=list)    # the caller's KEY=VALUE on top of the entry's
+    inapplicable: dict = field(default_factory=dict)  # method -> why the overrides do not apply to it
 
     @property
     def best_ok(self) -> bool:
@@ -152,7 +153,8 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        return all(self._ok(m) for m in self.values) and (self.quick or self.best_ok) and not self.missing
+        return (all(self._ok(m) for m in self.values) and (self.quick or self.best_ok) and not self.missing
+                and not self.inapplicable)
 
     def text(self) -> str:
         e = self.entry
@@ -175,7 +177,9 @@ class Report:
             if self.missing:
                 lines.append(f"  not run yet: {', '.join(self.missing)} (continue with --resume; "
                              f"--methods picks which to run)")
-            if e.expect_best and self.missing:
+            for name, why in self.inapplicable.items():
+                lines.append(f"  {name} cannot run with these overrides: {why}")
+            if e.expect_best and (self.missing or self.inapplicable):
                 lines.append("  target best of all: not known until every method has run")
             elif e.expect_best:
                 lines.append(f"  target best of all: {'yes' if self.best_ok else 'no'}"
@@ -337,7 +341,7 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
               resume=resume, progress=progress)
     runs = {name: r for name in methods
             if name in configs and (r := finished_run(out / name, configs[name])) is not None}
-    missing = [name for name in methods if name not in runs]
+    missing = [name for name in methods if name not in runs and name not in inapplicable]
     checks = entry.checks(quick)
     if entry.target in runs:
         for metric, _, _ in checks:
@@ -380,10 +384,10 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
         lines.append(f"\n{name} cannot run with these overrides: {why}")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
-                    comparison, missing, list(shown))
+                    comparison, missing, list(shown), inapplicable)
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
-        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
+        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing, "inapplicable": inapplicable,
         "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean,
         "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs}, indent=2))
     return report

@@ -236,7 +236,9 @@ def test_comparison_with_options_only_the_run_methods_take(tmp_path):
     tiny = ["solver.training.steps=2", "solver.points={interior: 32, boundary: 16, initial: 16}",
             "output.nx=20", "problem.eps=[1.0, 1.0e-3]", "solver.training.aggregator_options={alpha: 0.0}"]
     rep = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], progress=False)
-    assert set(rep.comparison) == {"hrgrad"} and rep.missing == ["sum"] and not rep.passed
+    assert set(rep.comparison) == {"hrgrad"} and rep.missing == [] and not rep.passed
+    assert list(rep.inapplicable) == ["sum"] and "alpha" in rep.inapplicable["sum"]
+    assert "sum cannot run with these overrides" in rep.text()
     table = (out / "comparison.md").read_text()
     assert "sum cannot run with these overrides" in table and "alpha" in table
     with pytest.raises(ConfigError, match="alpha"):
