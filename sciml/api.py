@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import mtl
 from .config import config_differences, load_run
+from .config.loader import build_rule
 from .config.errors import ConfigError
 from .config.expr import Expression
 from .config.pde import build_pde_problem
@@ -118,13 +118,7 @@ def build_apnn(spec: APNNSolverSpec, *, device: str | None = None) -> APNNSolver
     train = TrainConfig(steps=tr.steps, lr=tr.lr, schedule=_schedule(tr.schedule), lbfgs_steps=tr.lbfgs_steps,
                         grad_clip=tr.grad_clip, seed=tr.seed, checkpoint_every=tr.checkpoint_every,
                         log_every=tr.log_every, max_retries=tr.max_retries)
-    rule = None
-    key = "aggregator" if tr.aggregator is not None else "weighting" if tr.weighting is not None else None
-    if key is not None:      # mtl.aggregator / mtl.weighting by name, with its options
-        try:
-            rule = getattr(mtl, key)(getattr(tr, key), **getattr(tr, f"{key}_options"))
-        except (TypeError, ValueError) as exc:    # an unknown option or a value out of range
-            raise ConfigError(f"solver.training.{key}_options", f"{getattr(tr, key)}: {exc}") from None
+    rule = build_rule(tr)
     return APNNSolver(
         formulation=spec.formulation, net=_net(spec.network),
         rho_net=_net(spec.density_network) if spec.density_network is not None else None,

@@ -387,7 +387,7 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
                     comparison, missing, list(shown), inapplicable)
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
-        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing, "inapplicable": inapplicable,
-        "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean,
+        "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
+        "inapplicable": inapplicable, "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean,
         "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs}, indent=2))
     return report

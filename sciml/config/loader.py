@@ -159,9 +159,12 @@ def _check_output(config: RunConfig, source: str) -> None:
                               source=source)
 
 
-def _check_rule_options(training, source: str) -> None:
-    """The multi-task rule is built once with its options, so that an option it does not
-    take or a value out of its range is an error at load time, naming the key."""
+def build_rule(training, source: str | None = None):
+    """The multi-task rule of a training section (``sciml.mtl.aggregator`` or
+    ``weighting`` by name, with its options), or ``None``; an option the rule does not
+    take or a value out of its range is a ConfigError naming the key. Called when the
+    config is loaded (so the error comes before anything runs) and by the solver
+    builder (which keeps the object)."""
     from .. import mtl
 
     for key in ("aggregator", "weighting"):
@@ -169,9 +172,10 @@ def _check_rule_options(training, source: str) -> None:
         if name is None:
             continue
         try:
-            getattr(mtl, key)(name, **getattr(training, f"{key}_options"))
+            return getattr(mtl, key)(name, **getattr(training, f"{key}_options"))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"solver.training.{key}_options", f"{name}: {exc}", source=source) from None
+    return None
 
 
 def _check_formulation(config: RunConfig, source: str) -> None:
@@ -195,7 +199,7 @@ def _check_formulation(config: RunConfig, source: str) -> None:
                 raise ConfigError(f"solver.training.{key}", "needs a multi-task problem: give problem.eps as a "
                                                             "list of Knudsen numbers", source=source)
     if training is not None:
-        _check_rule_options(training, source)
+        build_rule(training, source)
     if multi and config.reference.data is not None:
         raise ConfigError("reference.data", "a data file holds one eps; with a list of eps the reference is our "
                                             "classical solver at each eps (drop reference.data)", source=source)

@@ -584,7 +584,7 @@ class Trainer:
                     if p.grad is not None:
                         p.grad.mul_(coef)
         lr = float(self.optimizer.param_groups[0]["lr"])
-        logged = i == 0 or i + 1 == cfg.steps or i % cfg.log_every == 0
+        logged = self._logged(i, first=i == 0, last=i + 1 == cfg.steps)
         before = torch.cat([p.detach().reshape(-1) for p in self.params]) if logged else None
         self._in_update = True
         self.optimizer.step()
@@ -663,12 +663,16 @@ class Trainer:
             return
         self._log(gi, "lbfgs", float(self.lbfgs.param_groups[0]["lr"]), names, vals)
 
+    def _logged(self, gi: int, *, first: bool, last: bool) -> bool:
+        """Whether step ``gi`` gets a record (first and last of a phase, every ``log_every``)."""
+        return first or last or gi % self.config.log_every == 0
+
     def _finish_step(self, gi: int, phase: str, lr: float, names, vals, *, first: bool, last: bool) -> None:
         cfg = self.config
         n = len(names)
         stats = {"phase": phase, "loss": vals[n], "terms": dict(zip(names, vals[:n])), "lr": lr,
                  "grad_norm": vals[n + 1]}
-        if first or last or gi % cfg.log_every == 0:
+        if self._logged(gi, first=first, last=last):
             self._log(gi, phase, lr, names, vals)
         for cb in self.callbacks:
             fn = getattr(cb, "on_step", None)
