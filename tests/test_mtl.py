@@ -402,3 +402,13 @@ def test_unknown_option_names_what_the_rule_takes():
     with pytest.raises(ValueError, match="dwa takes: temperature"):
         mtl.weighting("dwa", temp=2.0)
     assert mtl.weighting("dwa", temperature=2.0) is not None
+
+
+def test_baseline_options_checked_at_construction():
+    """TorchJD baselines name the options they take; Nash-MTL (built lazily at its first
+    step) rejects a wrong option when it is made, not at the first step."""
+    with pytest.raises(ValueError, match=r"no option 'max_nrom' \(did you mean 'max_norm'\?\); nashmtl takes"):
+        mtl.aggregator("nashmtl", max_nrom=1.0)
+    with pytest.raises(ValueError, match="no option 'length'; pcgrad takes: none"):
+        mtl.aggregator("pcgrad", length="unit")
+    assert mtl.aggregator("cagrad", c=0.5)(torch.eye(3)).shape == (3,)

@@ -32,6 +32,25 @@ def _torchjd(name: str):
     return getattr(aggregation, name)
 
 
+def _check_options(name: str, cls_name: str, options: dict, supplied: tuple = ()) -> None:
+    """An option TorchJD's class does not take is a ValueError naming the ones it does
+    (``supplied``: arguments we pass ourselves), before the class is built; Nash-MTL
+    is built only at its first step, so without this a wrong option would surface there."""
+    import difflib
+    import inspect
+
+    params = inspect.signature(_torchjd(cls_name).__init__).parameters.values()
+    if any(q.kind is q.VAR_KEYWORD for q in params):
+        return
+    allowed = [q.name for q in params if q.name != "self" and q.name not in supplied
+               and q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)]
+    for key in options:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"no option {key!r}{hint}; {name} takes: {', '.join(allowed) or 'none'}")
+
+
 class TorchJD(Aggregator):
     """A TorchJD aggregator. ``cls_name``: its class in ``torchjd.aggregation``;
     ``options``: its keyword arguments. Computation in the matrix's dtype and
@@ -41,6 +60,7 @@ class TorchJD(Aggregator):
         self.name = name
         self.cls_name = cls_name
         self.options = options
+        _check_options(name, cls_name, options)
         self.impl = _torchjd(cls_name)(**options)
 
     def aggregate(self, G, losses):
@@ -65,6 +85,7 @@ class NashMTL(TorchJD):
         self.name = "nashmtl"
         self.cls_name = "NashMTL"
         self.options = options
+        _check_options(self.name, self.cls_name, options, supplied=("n_tasks",))
         self.impl = None
 
     def aggregate(self, G, losses):
