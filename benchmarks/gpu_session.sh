@@ -74,7 +74,8 @@ print(' '.join(e.quick.methods if quick else e.methods))")
             else
                 timeout -s INT -k 90 "$LIMIT" python3 -m sciml reproduce "$id" "${common[@]}" 2>&1 | tee "$state/reproduce.log"
             fi
-            finished=$(cd runs/gpu_state && for d in "$id"/*/; do [ -f "$d/result.h5" ] && echo "--exclude=${d%/}/train/checkpoint.pt"; done)
+            # a finished run (method, or method/seed<k> in an entry over seeds) has its result.h5
+            finished=$(cd runs/gpu_state && find "$id" -name result.h5 | while read -r f; do echo "--exclude=$(dirname "$f")/train/checkpoint.pt"; done)
             tar $finished -czf "$OUT/$id.tar.gz" -C runs/gpu_state "$id"
         done
         ;;

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", default=None, metavar="A,B,...",
                    help="comparison entries: run only these methods now; the table takes every finished "
                         "run in --out with the same configuration")
+    r.add_argument("--seeds", default=None, metavar="0,1,...",
+                   help="comparison entries: run every method once per training seed (out/<method>/seed<k>) "
+                        "and compare the means (default: the entry's seeds)")
     r.add_argument("--resume", action="store_true",
                    help="keep finished runs in --out and continue interrupted ones from their checkpoints")
     r.add_argument("--quiet", action="store_true")
@@ -95,13 +98,22 @@ def _solve(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from .config import ConfigError
     from .validation import load_entry, reproduce
 
     entry = load_entry(args.id)
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (args.id + ("-quick" if args.quick else ""))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None else None
+    seeds = None
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError("--seeds", f"expected comma-separated integers, got {args.seeds!r}") from None
+        if not seeds or min(seeds) < 0:
+            raise ConfigError("--seeds", f"expected non-negative integers, got {args.seeds!r}")
     report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
-                       progress=not args.quiet, overrides=args.overrides, methods=methods)
+                       progress=not args.quiet, overrides=args.overrides, methods=methods, seeds=seeds)
     print(report.text())
     return 0 if report.passed else 1
 

@@ -33,6 +33,8 @@ class QuickSpec:
     overrides: dict[str, Any] = option(field(default_factory=dict), doc="overrides for the quick run")
     tolerance: float = option(doc="bound on the metric for the quick run", min=0.0, min_exclusive=True)
     methods: Optional[list[str]] = option(None, doc="methods compared in the quick run (default: all)")
+    seeds: list[int] = option(field(default_factory=list), doc="training seeds of the quick run (default: one "
+                                                               "run per method at the configured seed)", min=0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,16 @@ class Check:
     published: Optional[float] = option(None, doc="its published number")
     quick_tolerance: Optional[float] = option(None, doc="bound for the quick run (default: not checked)",
                                               min=0.0, min_exclusive=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    rule: str = option(doc="an aggregator or loss weighting of sciml.mtl")
+    options: dict[str, Any] = option(field(default_factory=dict), doc="its options")
+
+
+#: the configuration key a comparison over seeds sets for each run
+SEED_KEY = "solver.training.seed"
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,13 @@ class Entry:
                                                                  "(e.g. momentum and energy errors)")
     methods: list[str] = option(field(default_factory=list), doc="multi-task rules to compare (aggregators or "
                                                                  "loss weightings of sciml.mtl), one run each")
+    variants: dict[str, Variant] = option(field(default_factory=dict),
+                                          doc="named rules with options, usable in methods (e.g. sum_unit: "
+                                              "{rule: sum, options: {length: unit}})")
+    seeds: list[int] = option(field(default_factory=list),
+                              doc="training seeds: each method runs once per seed (out/<method>/seed<k>) and the "
+                                  "table gives the mean over the seeds with the spread (default: one run per "
+                                  "method at the configured seed, out/<method>)", min=0)
     target: str = option("hrgrad", doc="the method whose metric is checked when methods are compared")
     expect_best: bool = option(False, doc="also require the target's metric to be the smallest of all methods")
     study: Optional[str] = option(None, doc="a study instead of one solve: 'module:function' in sciml.studies, "
@@ -128,6 +147,8 @@ class Report:
     missing: list = field(default_factory=list)      # methods of the comparison without a finished run
     overrides: list = field(default_factory=list)    # the caller's KEY=VALUE on top of the entry's
     inapplicable: dict = field(default_factory=dict)  # method -> why the overrides do not apply to it
+    seeds: list = field(default_factory=list)        # the seeds compared (empty: one run per method)
+    per_seed: dict = field(default_factory=dict)     # method -> {seed: value of the main metric}
 
     @property
     def best_ok(self) -> bool:
@@ -172,8 +193,14 @@ class Report:
             lines.append(f"  no finished run yet: {', '.join(self.missing)} (continue with --resume)")
         if self.comparison:
             lines.append(f"  {e.metric} by method (target {e.target}):")
+            if self.seeds:
+                lines.append(f"  (mean over seeds {', '.join(map(str, self.seeds))}; min – max, seeds run)")
             for name, v in sorted(self.comparison.items(), key=lambda kv: kv[1]):
-                lines.append(f"    {name:12s} {v:.3e}" + ("   <- target" if name == e.target else ""))
+                line = f"    {name:12s} {v:.3e}"
+                if self.seeds:
+                    w = list(self.per_seed.get(name, {}).values())
+                    line += f"   ({min(w):.2e} – {max(w):.2e}, {len(w)})"
+                lines.append(line + ("   <- target" if name == e.target else ""))
             if self.missing:
                 lines.append(f"  not run yet: {', '.join(self.missing)} (continue with --resume; "
                              f"--methods picks which to run)")
@@ -183,7 +210,13 @@ class Report:
                 lines.append("  target best of all: not known until every method has run")
             elif e.expect_best:
                 lines.append(f"  target best of all: {'yes' if self.best_ok else 'no'}"
+                             + (" (on the mean over the seeds)" if self.seeds else "")
                              + (" (not required for --quick)" if self.quick else ""))
+            if self.seeds and e.target in self.per_seed:
+                wins = [s for s, v in self.per_seed[e.target].items()
+                        if all(v <= d[s] for d in self.per_seed.values() if s in d)]
+                lines.append(f"  target best in {len(wins)} of {len(self.per_seed[e.target])} seeds"
+                             + (f" ({', '.join(map(str, wins))})" if wins else ""))
         lines.append(f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}")
         if e.measured is not None and not self.quick:
             m = e.measured
@@ -193,7 +226,7 @@ class Report:
 
 def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str | None = None,
               resume: bool = False, progress: bool = True, overrides: Sequence[str] = (),
-              methods: Sequence[str] | None = None) -> Report:
+              methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> Report:
     """Run a validation entry into ``out`` and check it.
 
     ``overrides``: ``KEY=VALUE`` strings applied after the entry's (and the quick
@@ -203,6 +236,10 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     every method whose finished run in ``out/<method>/`` has the same configuration,
     so a comparison can be built over several calls (``resume=True`` also skips the
     finished ones and continues the interrupted ones from their checkpoints).
+    ``seeds`` (comparison entries only; default: the entry's ``seeds``, or its quick
+    variant's): every method runs once per seed, in ``out/<method>/seed<k>/``; the
+    table gives the mean over the seeds, the spread and each seed's ranking, and the
+    target must be best on the mean.
     """
     from .api import solve
     from .plot import error_bars
@@ -219,9 +256,12 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     out = Path(out)
     if methods is not None and not entry.methods:
         raise ConfigError("methods", f"validation entry {entry.id!r} compares no methods")
+    if seeds is not None and not entry.methods:
+        raise ConfigError("seeds", f"validation entry {entry.id!r} compares no methods; seeds apply to "
+                                   f"comparisons (set {SEED_KEY} for one run)")
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
-                        progress=progress, only=methods, shown=shown)
+                        progress=progress, only=methods, shown=shown, seeds=seeds)
     if entry.study is not None:
         import importlib
 
@@ -253,10 +293,19 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     return report
 
 
-def method_overrides(name: str) -> dict:
-    """The solver overrides that select a multi-task rule by name."""
+def method_overrides(name: str, variants: Mapping[str, Variant] | None = None) -> dict:
+    """The solver overrides that select a multi-task rule by name: a rule of
+    :mod:`sciml.mtl`, or one of ``variants`` (a rule with its options)."""
     from . import mtl
 
+    variants = variants or {}
+    if name in variants:
+        rule, options = variants[name].rule, dict(variants[name].options)
+        if rule in variants or rule not in set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS):
+            raise ConfigError(f"variants.{name}.rule", f"unknown rule {rule!r}; allowed: "
+                                                       f"{', '.join(sorted(set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS)))}")
+        kind = "aggregator" if rule in mtl.AGGREGATORS else "weighting"
+        return {**method_overrides(rule), f"solver.training.{kind}_options": options}
     # the options of the other kind of rule are cleared with it (a weighting run of a
     # comparison has no aggregator, so aggregator options set for the comparison do not
     # apply to it)
@@ -267,7 +316,7 @@ def method_overrides(name: str) -> dict:
         return {"solver.training.aggregator": None, "solver.training.weighting": name,
                 "solver.training.aggregator_options": {}}
     raise ConfigError("methods", f"unknown method {name!r}; allowed: "
-                                 f"{', '.join(sorted(set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS)))}")
+                                 f"{', '.join(sorted(set(mtl.AGGREGATORS) | set(mtl.WEIGHTINGS) | set(variants)))}")
 
 
 def _eps_of(label: str) -> float:
@@ -307,14 +356,35 @@ def _gmean(values) -> float:
     return float(np.exp(np.mean(np.log([max(x, 1e-300) for x in v])))) if v else float("nan")
 
 
+def _mean_metrics(per_seed: Mapping) -> dict:
+    """Mean over the seeds of every metric the runs share."""
+    keys = set.intersection(*(set(r) for r in per_seed.values()))
+    return {k: float(np.mean([r[k] for r in per_seed.values()])) for k in sorted(keys)}
+
+
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
-             progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = ()) -> Report:
-    """One run per method (``out/<method>/``); table, figure and the target's checks."""
+             progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = (),
+             seeds: Sequence[int] | None = None) -> Report:
+    """One run per method (``out/<method>/``), or per method and seed
+    (``out/<method>/seed<k>/``); table, figure and the target's checks."""
+    from . import mtl
     from .api import solve
     from .config import load_run
     from .plot import grouped_bars
 
     methods = list(entry.quick.methods) if quick and entry.quick.methods else list(entry.methods)
+    if seeds is None:
+        seeds = entry.quick.seeds if quick else entry.seeds
+    seeds = list(seeds)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds", f"seeds repeat: {seeds}")
+    if seeds and SEED_KEY in overrides:
+        raise ConfigError("seeds", f"a comparison over seeds sets {SEED_KEY} for each run; "
+                                   f"give the seeds, not {SEED_KEY}")
+    for name in entry.variants:
+        if name in mtl.AGGREGATORS or name in mtl.WEIGHTINGS:
+            raise ConfigError(f"variants.{name}", f"{name!r} is the name of a rule of sciml.mtl; "
+                                                  f"give the variant another name")
     if entry.target not in methods:
         raise ConfigError("target", f"target {entry.target!r} is not among the methods {methods}")
     for name in only or ():
@@ -322,26 +392,45 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
             raise ConfigError("methods", f"{name!r} is not a method of {entry.id!r}"
                                          f"{' (quick)' if quick else ''}; allowed: {', '.join(methods)}")
     problem = Path(entry.root) / entry.problem
-    settings = {name: {**overrides, **method_overrides(name)} for name in methods}
+    units = seeds or [None]             # None: one run per method at the configured seed
+
+    def run_dir(name, seed):
+        return out / name if seed is None else out / name / f"seed{seed}"
+
+    def settings(name, seed):
+        extra = {} if seed is None else {SEED_KEY: seed}
+        return {**overrides, **method_overrides(name, entry.variants), **extra}
+
     # validates every method's configuration before any run; with --methods, a method not
     # run now whose configuration the overrides make invalid (an option only the target
     # takes, say) is left out of the table with the reason, never silently compared
     configs, inapplicable = {}, {}
     for name in methods:
         try:
-            configs[name] = load_run(problem, solver=entry.solver, overrides=settings[name]).yaml_text
+            for seed in units:
+                configs[name, seed] = load_run(problem, solver=entry.solver, overrides=settings(name, seed)).yaml_text
         except ConfigError as err:
             if only is None or name in only:
                 raise
             inapplicable[name] = str(err)
     for name in (methods if only is None else [m for m in methods if m in only]):
-        if resume and finished_run(out / name, configs[name]) is not None:
+        for seed in units:
+            if resume and finished_run(run_dir(name, seed), configs[name, seed]) is not None:
+                continue
+            solve(problem, solver=entry.solver, overrides=settings(name, seed), out=run_dir(name, seed),
+                  device=device, resume=resume, progress=progress)
+    per_seed_runs = {}                  # method -> {seed: metrics} of the finished runs
+    for name in methods:
+        if name in inapplicable:
             continue
-        solve(problem, solver=entry.solver, overrides=settings[name], out=out / name, device=device,
-              resume=resume, progress=progress)
-    runs = {name: r for name in methods
-            if name in configs and (r := finished_run(out / name, configs[name])) is not None}
+        done = {seed: r for seed in units if (r := finished_run(run_dir(name, seed), configs[name, seed])) is not None}
+        if done:
+            per_seed_runs[name] = done
+    runs = {name: _mean_metrics(done) for name, done in per_seed_runs.items()}
     missing = [name for name in methods if name not in runs and name not in inapplicable]
+    if seeds:
+        missing += [f"{name}/seed{seed}" for name in methods if name in runs for seed in seeds
+                    if seed not in per_seed_runs[name]]
     checks = entry.checks(quick)
     if entry.target in runs:
         for metric, _, _ in checks:
@@ -351,6 +440,8 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     else:
         values = {m: float("nan") for m, _, _ in checks}
     comparison = {name: float(r.get(entry.metric, float("nan"))) for name, r in runs.items()}
+    per_seed = ({name: {seed: float(r.get(entry.metric, float("nan"))) for seed, r in done.items()}
+                 for name, done in per_seed_runs.items()} if seeds else {})
     # per-task errors: rel_l2_<field>_eps<value> at the final time, for every method;
     # the entry's field first, then every other field the runs report (BGK: rho u, E)
     base = entry.metric.removeprefix("worst_")
@@ -358,24 +449,44 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
                               if m.startswith("worst_rel_l2_")} - {base})
     per_field = {f: _per_task(runs, f) for f in fields}
     tasks, table = per_field[base]
+    over = f" (mean over seeds {', '.join(map(str, seeds))})" if seeds else ""
     for f, (ftasks, ftable) in per_field.items() if runs else ():
         grouped_bars(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks, ftable,
-                     title=f"{entry.id}: {f} per task" + (" (quick)" if quick else ""), ylabel=f)
+                     title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over, ylabel=f)
     # besides the worst task: the geometric mean over the tasks (how a rule does across
     # all of them) and the training time (what it costs)
     gmean = {name: _gmean(table[name].values()) for name in runs}
-    lines = []
+    lines = [f"mean over the finished runs of seeds {', '.join(map(str, seeds))} (the worst task is taken "
+             f"in each run, then averaged)\n"] if seeds else []
     for f, (ftasks, ftable) in per_field.items():
         if f != base:
             lines.append(f"\n**{f}**\n")
-        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | geometric mean | train time (s) |",
-                  "|---" * (len(ftasks) + 4) + "|"]
+        spread = " | worst min – max | seeds" if seeds else ""
+        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | geometric mean{spread} | train time (s) |",
+                  "|---" * (len(ftasks) + 4 + 2 * bool(seeds)) + "|"]
         for name in methods:
             if name in runs:
                 vals = list(ftable[name].values())
-                lines.append(f"| {name} | " + " | ".join(f"{v:.2e}" for v in vals)
-                             + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | "
-                             + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
+                row = (f"| {name} | " + " | ".join(f"{v:.2e}" for v in vals)
+                       + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | ")
+                if seeds:
+                    w = [r.get(f"worst_{f}", float("nan")) for r in per_seed_runs[name].values()]
+                    row += f"{min(w):.2e} – {max(w):.2e} | {len(w)} | "
+                lines.append(row + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
+    if seeds and per_seed:
+        lines += [f"\n**{entry.metric} per seed** (rank among the methods with that seed)\n",
+                  "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---" * (len(seeds) + 1) + "|"]
+        for name in methods:
+            if name in per_seed:
+                cells = []
+                for seed in seeds:
+                    v = per_seed[name].get(seed)
+                    if v is None:
+                        cells.append("")
+                        continue
+                    rank = 1 + sum(1 for o in per_seed if seed in per_seed[o] and per_seed[o][seed] < v)
+                    cells.append(f"{v:.2e} ({rank})")
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if shown:
         lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
     if missing:
@@ -384,10 +495,14 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
         lines.append(f"\n{name} cannot run with these overrides: {why}")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
-                    comparison, missing, list(shown), inapplicable)
+                    comparison, missing, list(shown), inapplicable, seeds, per_seed)
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
-        "inapplicable": inapplicable, "overrides": report.overrides, "comparison": comparison, "per_task": table, "geometric_mean": gmean,
-        "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs}, indent=2))
+        "inapplicable": inapplicable, "overrides": report.overrides, "seeds": seeds,
+        "comparison": comparison, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},
+        "per_task": table, "geometric_mean": gmean,
+        "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs,
+        "runs_per_seed": {n: {str(k): r for k, r in d.items()} for n, d in per_seed_runs.items()} if seeds else {}},
+        indent=2))
     return report

@@ -245,6 +245,66 @@ def test_comparison_with_options_only_the_run_methods_take(tmp_path):
         reproduce(entry, quick=True, out=tmp_path / "d", overrides=tiny, progress=False)
 
 
+def test_comparison_over_seeds_with_a_variant(tmp_path, capsys):
+    """``seeds``: every method runs once per seed in ``<method>/seed<k>``; the table and
+    the check take the mean over the seeds, with each seed's values and ranks; a seed
+    not run yet is reported missing. A variant (a rule with options) is a method of its
+    own."""
+    import dataclasses
+
+    import yaml
+
+    from sciml.validation import SEED_KEY, Variant, load_entry, reproduce
+
+    entry = load_entry("hrgrad_lt_methods")
+    entry = dataclasses.replace(entry, variants={"sum_unit": Variant(rule="sum", options={"length": "unit"})},
+                                quick=dataclasses.replace(entry.quick, methods=["sum", "sum_unit", "hrgrad"]))
+    out = tmp_path / "c"
+    tiny = ["solver.training.steps=3", "solver.points={interior: 32, boundary: 16, initial: 16}",
+            "output.nx=20", "problem.eps=[1.0, 1.0e-3]"]
+    first = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["sum", "sum_unit"], seeds=[0, 1],
+                      progress=False)
+    for name in ("sum", "sum_unit"):
+        for seed in (0, 1):
+            cfg = yaml.safe_load(sciml.io.read_result(out / name / f"seed{seed}" / "result.h5")["attrs"]["config"])
+            assert cfg["solver"]["training"]["seed"] == seed
+            assert cfg["solver"]["training"]["aggregator_options"] == ({"length": "unit"} if name == "sum_unit" else {})
+    assert not (out / "sum" / "result.h5").exists()
+    per = first.per_seed["sum"]
+    assert set(per) == {0, 1} and per[0] != per[1]                      # the seed changes the run
+    assert first.comparison["sum"] == pytest.approx(np.mean(list(per.values())))
+    assert first.per_seed["sum_unit"] != per                            # the variant's options took effect
+    assert first.missing == ["hrgrad"] and not first.passed
+    table = (out / "comparison.md").read_text()
+    assert "mean over the finished runs of seeds 0, 1" in table and "per seed" in table and "| sum_unit |" in table
+    assert "min – max" in table
+    stamp = (out / "sum" / "seed1" / "result.h5").stat().st_mtime_ns
+    second = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], seeds=[0, 1], resume=True,
+                       progress=False)
+    assert (out / "sum" / "seed1" / "result.h5").stat().st_mtime_ns == stamp    # reused, not rerun
+    assert set(second.comparison) == {"sum", "sum_unit", "hrgrad"} and not second.missing
+    assert "target best in" in second.text() and "mean over seeds 0, 1" in second.text()
+    saved = json.loads((out / "validation.json").read_text())
+    assert saved["seeds"] == [0, 1] and set(saved["per_seed"]["hrgrad"]) == {"0", "1"}
+    # a third seed: hrgrad runs it, the others miss it
+    third = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], seeds=[0, 1, 2], resume=True,
+                      progress=False)
+    assert third.missing == ["sum/seed2", "sum_unit/seed2"] and not third.passed
+    assert set(third.per_seed["hrgrad"]) == {0, 1, 2} and set(third.per_seed["sum"]) == {0, 1}
+    # the seeds are the comparison's to set; a variant must not shadow a rule
+    with pytest.raises(ConfigError, match="seeds"):
+        reproduce(entry, quick=True, out=tmp_path / "d", overrides=tiny + [f"{SEED_KEY}=3"], seeds=[0],
+                  progress=False)
+    bad = dataclasses.replace(entry, variants={"sum": Variant(rule="hrgrad")})
+    with pytest.raises(ConfigError, match="variants.sum"):
+        reproduce(bad, quick=True, out=tmp_path / "d", overrides=tiny, seeds=[0], progress=False)
+    bad = dataclasses.replace(entry, variants={"sum_unit": Variant(rule="summ")})
+    with pytest.raises(ConfigError, match="variants.sum_unit.rule"):
+        reproduce(bad, quick=True, out=tmp_path / "d", overrides=tiny, seeds=[0], progress=False)
+    assert main(["reproduce", "hrgrad_lt_methods", "--quick", "--seeds", "0,x", "--out", str(tmp_path / "e")]) == 2
+    assert "--seeds" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
 def test_bad_aggregator_options_exit_2_naming_the_key(tmp_path, capsys):
     assert main(["solve", str(MULTI), "--set", "solver.training.aggregator_options={beta: 1}",
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2
