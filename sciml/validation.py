@@ -362,6 +362,53 @@ def _mean_metrics(per_seed: Mapping) -> dict:
     return {k: float(np.mean([r[k] for r in per_seed.values()])) for k in sorted(keys)}
 
 
+def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_seed, metric, shown, missing,
+                         inapplicable) -> str:
+    """``comparison.md``: per field a table of the error per task, the worst task, the
+    geometric mean over the tasks (how a rule does across all of them) and the training
+    time (what it costs); over seeds, the means with the worst's min–max and a table of
+    every seed's worst with the method's rank in that seed."""
+    lines = [f"mean over the finished runs of seeds {', '.join(map(str, seeds))} (the worst task is taken "
+             f"in each run, then averaged)\n"] if seeds else []
+    base = next(iter(per_field))
+    for f, (ftasks, ftable) in per_field.items():
+        if f != base:
+            lines.append(f"\n**{f}**\n")
+        spread = " | worst min – max | seeds" if seeds else ""
+        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | geometric mean{spread} | train time (s) |",
+                  "|---" * (len(ftasks) + 4 + 2 * bool(seeds)) + "|"]
+        for name in methods:
+            if name in runs:
+                vals = list(ftable[name].values())
+                row = (f"| {name} | " + " | ".join(f"{v:.2e}" for v in vals)
+                       + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | ")
+                if seeds:
+                    w = [r.get(f"worst_{f}", float("nan")) for r in per_seed_runs[name].values()]
+                    row += f"{min(w):.2e} – {max(w):.2e} | {len(w)} | "
+                lines.append(row + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
+    if seeds and per_seed:
+        lines += [f"\n**{metric} per seed** (rank among the methods with that seed)\n",
+                  "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---" * (len(seeds) + 1) + "|"]
+        for name in methods:
+            if name in per_seed:
+                cells = []
+                for seed in seeds:
+                    v = per_seed[name].get(seed)
+                    if v is None:
+                        cells.append("")
+                        continue
+                    rank = 1 + sum(1 for o in per_seed if seed in per_seed[o] and per_seed[o][seed] < v)
+                    cells.append(f"{v:.2e} ({rank})")
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if shown:
+        lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
+    if missing:
+        lines.append(f"\nnot run yet: {', '.join(missing)}")
+    for name, why in inapplicable.items():
+        lines.append(f"\n{name} cannot run with these overrides: {why}")
+    return "\n".join(lines) + "\n"
+
+
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
              progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = (),
              seeds: Sequence[int] | None = None) -> Report:
@@ -449,51 +496,21 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
                               if m.startswith("worst_rel_l2_")} - {base})
     per_field = {f: _per_task(runs, f) for f in fields}
     tasks, table = per_field[base]
-    over = f" (mean over seeds {', '.join(map(str, seeds))})" if seeds else ""
+    over = f" (mean over seeds {', '.join(map(str, seeds))}, min–max)" if seeds else ""
     for f, (ftasks, ftable) in per_field.items() if runs else ():
+        ranges = None
+        if seeds:                       # min and max over the seeds of each task's error
+            ranges = {}
+            for name, done in per_seed_runs.items():
+                vals = [_per_task({name: r}, f)[1][name] for r in done.values()]
+                ranges[name] = {t: (min(v[t] for v in vals), max(v[t] for v in vals)) for t in ftasks}
         grouped_bars(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks, ftable,
-                     title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over, ylabel=f)
-    # besides the worst task: the geometric mean over the tasks (how a rule does across
-    # all of them) and the training time (what it costs)
+                     title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over, ylabel=f,
+                     ranges=ranges)
     gmean = {name: _gmean(table[name].values()) for name in runs}
-    lines = [f"mean over the finished runs of seeds {', '.join(map(str, seeds))} (the worst task is taken "
-             f"in each run, then averaged)\n"] if seeds else []
-    for f, (ftasks, ftable) in per_field.items():
-        if f != base:
-            lines.append(f"\n**{f}**\n")
-        spread = " | worst min – max | seeds" if seeds else ""
-        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | geometric mean{spread} | train time (s) |",
-                  "|---" * (len(ftasks) + 4 + 2 * bool(seeds)) + "|"]
-        for name in methods:
-            if name in runs:
-                vals = list(ftable[name].values())
-                row = (f"| {name} | " + " | ".join(f"{v:.2e}" for v in vals)
-                       + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | ")
-                if seeds:
-                    w = [r.get(f"worst_{f}", float("nan")) for r in per_seed_runs[name].values()]
-                    row += f"{min(w):.2e} – {max(w):.2e} | {len(w)} | "
-                lines.append(row + f"{runs[name].get('train_time_s', float('nan')):.0f} |")
-    if seeds and per_seed:
-        lines += [f"\n**{entry.metric} per seed** (rank among the methods with that seed)\n",
-                  "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---" * (len(seeds) + 1) + "|"]
-        for name in methods:
-            if name in per_seed:
-                cells = []
-                for seed in seeds:
-                    v = per_seed[name].get(seed)
-                    if v is None:
-                        cells.append("")
-                        continue
-                    rank = 1 + sum(1 for o in per_seed if seed in per_seed[o] and per_seed[o][seed] < v)
-                    cells.append(f"{v:.2e} ({rank})")
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if shown:
-        lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
-    if missing:
-        lines.append(f"\nnot run yet: {', '.join(missing)}")
-    for name, why in inapplicable.items():
-        lines.append(f"\n{name} cannot run with these overrides: {why}")
-    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    (out / "comparison.md").write_text(_comparison_markdown(
+        methods, runs, per_field, seeds=seeds, per_seed_runs=per_seed_runs, per_seed=per_seed, metric=entry.metric,
+        shown=shown, missing=missing, inapplicable=inapplicable))
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
                     comparison, missing, list(shown), inapplicable, seeds, per_seed)
     (out / "validation.json").write_text(json.dumps({

@@ -278,6 +278,7 @@ def test_comparison_over_seeds_with_a_variant(tmp_path, capsys):
     table = (out / "comparison.md").read_text()
     assert "mean over the finished runs of seeds 0, 1" in table and "per seed" in table and "| sum_unit |" in table
     assert "min – max" in table
+    assert (out / "figures" / "comparison.png").exists()        # bars: the means, whiskers: min–max
     stamp = (out / "sum" / "seed1" / "result.h5").stat().st_mtime_ns
     second = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], seeds=[0, 1], resume=True,
                        progress=False)

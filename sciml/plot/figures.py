@@ -83,17 +83,26 @@ def error_bars(path, labels: Sequence[str], ours: Sequence[float], published: Se
 
 
 def grouped_bars(path, groups: Sequence[str], values: Mapping[str, Mapping[str, float]], *,
-                 title: str = "", ylabel: str = "relative L2 error") -> Path:
+                 title: str = "", ylabel: str = "relative L2 error",
+                 ranges: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> Path:
     """One group of bars per entry of ``groups`` (e.g. tasks), one bar per series
-    (e.g. method): ``values[series][group]`` (log scale)."""
+    (e.g. method): ``values[series][group]`` (log scale). ``ranges[series][group] =
+    (low, high)``, when given, is drawn as a whisker on the bar (e.g. min and max over
+    seeds)."""
     fig = Figure(figsize=(max(6.4, 0.9 * len(groups) * max(1, len(values)) / 3), 4.0))
     ax = fig.add_subplot()
     n = max(1, len(values))
     width = 0.8 / n
     idx = np.arange(len(groups))
     for i, (name, row) in enumerate(values.items()):
-        ax.bar(idx - 0.4 + (i + 0.5) * width, [row.get(g, np.nan) for g in groups], width=width, label=name,
-               color=f"C{i % 10}")
+        x = idx - 0.4 + (i + 0.5) * width
+        heights = np.array([row.get(g, np.nan) for g in groups], dtype=float)
+        ax.bar(x, heights, width=width, label=name, color=f"C{i % 10}")
+        if ranges and name in ranges:
+            lo, hi = (np.array([ranges[name].get(g, (np.nan, np.nan))[j] for g in groups], dtype=float)
+                      for j in (0, 1))
+            ax.errorbar(x, heights, yerr=[np.clip(heights - lo, 0, None), np.clip(hi - heights, 0, None)],
+                        fmt="none", ecolor="k", elinewidth=0.8, capsize=1.5)
     ax.set_xticks(idx, groups, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
