@@ -396,6 +396,24 @@ def test_sum_unit_length():
         mtl.aggregator("sum", length="one")
 
 
+@pytest.mark.parametrize("name", ["pcgrad", "config", "nashmtl", "upgrad"])
+def test_baseline_unit_length(name):
+    """``length="unit"``: the baseline's own direction, divided by its norm (zero stays
+    zero); another length value is an error naming the allowed ones."""
+    G = conflicting(4, 50).double()
+    torch.manual_seed(0)                # PCGrad projects in a random order
+    native = mtl.aggregator(name)(G)
+    torch.manual_seed(0)
+    unit = mtl.aggregator(name, length="unit")(G)
+    assert unit.norm().item() == pytest.approx(1.0, rel=1e-12)
+    assert torch.allclose(unit, native / native.norm(), atol=1e-6)
+    assert native.norm().item() != pytest.approx(1.0, rel=1e-3) or name == "nashmtl"
+    assert torch.equal(mtl.aggregator(name, length="unit")(torch.zeros(3, 5, dtype=torch.float64)),
+                       torch.zeros(5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="length must be one of 'native', 'unit'"):
+        mtl.aggregator(name, length="projection")
+
+
 def test_unknown_option_names_what_the_rule_takes():
     with pytest.raises(ValueError, match=r"no option 'rcnd' \(did you mean 'rcond'\?\); hrgrad takes: .*rcond"):
         mtl.aggregator("hrgrad", rcnd=0.1)
@@ -409,6 +427,6 @@ def test_baseline_options_checked_at_construction():
     step) rejects a wrong option when it is made, not at the first step."""
     with pytest.raises(ValueError, match=r"no option 'max_nrom' \(did you mean 'max_norm'\?\); nashmtl takes"):
         mtl.aggregator("nashmtl", max_nrom=1.0)
-    with pytest.raises(ValueError, match="no option 'length'; pcgrad takes: none"):
-        mtl.aggregator("pcgrad", length="unit")
+    with pytest.raises(ValueError, match="no option 'c'; pcgrad takes: length"):
+        mtl.aggregator("pcgrad", c=0.5)
     assert mtl.aggregator("cagrad", c=0.5)(torch.eye(3)).shape == (3,)

@@ -15,11 +15,18 @@ config        equal-cosine minimum-norm direction, projection-sum length  Liu, C
 upgrad        average of projections onto the dual cone                    Quinton & Rey, TorchJD 2024
 ============  ==========================================================  =====================
 
+Every baseline also takes ``length="unit"``: its update divided by its norm (the
+direction is TorchJD's, the length is 1), the same scale-free length as HRGrad's
+default and ``sum``'s ``length="unit"``, so that the directions can be compared at equal
+length under Adam (docs/hrgrad.md); ``length="native"`` (default) keeps TorchJD's.
+
 Caveat measured in the tests: TorchJD's UPGrad regularises the normalised Gramian
 (``reg_eps = 1e-4``), so on task gradients whose norms span two decades it left one
 task with cosine -0.027 to the update; HRGrad's positivity is exact there.
 """
 from __future__ import annotations
+
+import torch
 
 from .base import Aggregator
 
@@ -30,6 +37,9 @@ def _torchjd(name: str):
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise ImportError("the multi-task baselines need torchjd (pip install 'torchjd[full]')") from exc
     return getattr(aggregation, name)
+
+
+LENGTHS = ("native", "unit")
 
 
 def _check_options(name: str, cls_name: str, options: dict, supplied: tuple = ()) -> None:
@@ -43,28 +53,40 @@ def _check_options(name: str, cls_name: str, options: dict, supplied: tuple = ()
     if any(q.kind is q.VAR_KEYWORD for q in params):
         return
     allowed = [q.name for q in params if q.name != "self" and q.name not in supplied
-               and q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)]
+               and q.kind in (q.KEYWORD_ONLY, q.POSITIONAL_OR_KEYWORD)] + ["length"]
     for key in options:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"no option {key!r}{hint}; {name} takes: {', '.join(allowed) or 'none'}")
+            raise ValueError(f"no option {key!r}{hint}; {name} takes: {', '.join(allowed)}")
+
+
+def _length(name: str, length: str) -> str:
+    if length not in LENGTHS:
+        raise ValueError(f"{name}: length must be one of {', '.join(map(repr, LENGTHS))}, got {length!r}")
+    return length
+
+
+def _scaled(update, length: str):
+    return update / update.norm().clamp_min(torch.finfo(update.dtype).tiny) if length == "unit" else update
 
 
 class TorchJD(Aggregator):
     """A TorchJD aggregator. ``cls_name``: its class in ``torchjd.aggregation``;
-    ``options``: its keyword arguments. Computation in the matrix's dtype and
-    device; stateful TorchJD aggregators (Nash-MTL) are reset by ``reset()``."""
+    ``options``: its keyword arguments; ``length``: ``"native"`` (TorchJD's update) or
+    ``"unit"`` (divided by its norm). Computation in the matrix's dtype and device;
+    stateful TorchJD aggregators (Nash-MTL) are reset by ``reset()``."""
 
-    def __init__(self, name: str, cls_name: str, **options):
+    def __init__(self, name: str, cls_name: str, *, length: str = "native", **options):
         self.name = name
         self.cls_name = cls_name
         self.options = options
         _check_options(name, cls_name, options)
+        self.length = _length(name, length)
         self.impl = _torchjd(cls_name)(**options)
 
     def aggregate(self, G, losses):
-        return self.impl(G)
+        return _scaled(self.impl(G), self.length)
 
     def reset(self) -> None:
         if hasattr(self.impl, "reset"):
@@ -72,7 +94,8 @@ class TorchJD(Aggregator):
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        return f"TorchJD({self.cls_name}({opts}))"
+        unit = ", length='unit'" if self.length == "unit" else ""
+        return f"TorchJD({self.cls_name}({opts}){unit})"
 
 
 class NashMTL(TorchJD):
@@ -81,14 +104,17 @@ class NashMTL(TorchJD):
     problem) is stateful, so ``state_dict`` holds the pickled TorchJD object (about
     20 kB) and a resumed run continues exactly."""
 
-    def __init__(self, **options):
+    def __init__(self, *, length: str = "native", **options):
         self.name = "nashmtl"
         self.cls_name = "NashMTL"
         self.options = options
         _check_options(self.name, self.cls_name, options, supplied=("n_tasks",))
+        self.length = _length(self.name, length)
         self.impl = None
 
     def aggregate(self, G, losses):
+        if not bool(G.any()):           # no task moves: no update (TorchJD's convex problem fails on zeros)
+            return torch.zeros(G.shape[1], dtype=G.dtype, device=G.device)
         if self.impl is None or self.impl_tasks != G.shape[0]:
             self.impl = _torchjd("NashMTL")(n_tasks=G.shape[0], **self.options)
             self.impl_tasks = G.shape[0]
@@ -96,7 +122,7 @@ class NashMTL(TorchJD):
 
         with warnings.catch_warnings():  # cvxpy's note that the problem is not DPP
             warnings.simplefilter("ignore", UserWarning)
-            return self.impl(G)
+            return _scaled(self.impl(G), self.length)
 
     def state_dict(self) -> dict:
         import pickle
