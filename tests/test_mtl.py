@@ -21,11 +21,12 @@ def conflicting(K, n, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("K", [2, 3, 4, 8, 16])
 @pytest.mark.parametrize("n", [64, 100_000])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_hrgrad_positive_dot_with_every_task(K, n, dtype):
+@pytest.mark.parametrize("direction", ["equal", "maxmin"])
+def test_hrgrad_positive_dot_with_every_task(K, n, dtype, direction):
     G = conflicting(K, n, dtype, seed=K)
     assert (mtl.cosines(G.double()) < 0).any()          # there is conflict
     losses = torch.rand(K, dtype=dtype) + 0.1
-    agg = HRGrad()
+    agg = HRGrad(direction=direction)
     agg(G, losses * 3)                                   # initial losses
     u = agg(G, losses)
     assert u.dtype == dtype and u.shape == (n,)
@@ -412,6 +413,47 @@ def test_baseline_unit_length(name):
                        torch.zeros(5, dtype=torch.float64))
     with pytest.raises(ValueError, match="length must be one of 'native', 'unit'"):
         mtl.aggregator(name, length="projection")
+
+
+@pytest.mark.parametrize("K, n", [(3, 50), (16, 64), (7, 2000)])
+def test_maxmin_direction_maximises_the_worst_rate(K, n):
+    """``direction="maxmin"``: every task's rate ``u_i . d / r_i`` is at least the common
+    rate of the equal-rate direction, equal on the tasks the minimum-norm point rests
+    on (its weights satisfy the optimality conditions on the simplex), and the two
+    directions agree when all of the equal-rate weights are positive."""
+    from sciml.mtl.hrgrad import MaxMinDirection, MinNormDirection, min_norm_weights
+
+    G = conflicting(K, n, seed=K)
+    if K == 7:                          # nearly parallel gradients, as late in a PINN's training
+        G = G[0] + 0.05 * G
+    U = G / G.norm(dim=1, keepdim=True)
+    r = torch.rand(K, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) + 0.5
+    d, e = MaxMinDirection()(U, r), MinNormDirection()(U, r)
+    rate_d, rate_e = U @ d / r, U @ e / r
+    assert torch.allclose(rate_e, rate_e[0].expand(K))   # the equal-rate direction
+    assert rate_d.min() >= rate_e.min() - 1e-10 and (rate_d > 0).all()
+    A = U / r[:, None]
+    w = min_norm_weights(A @ A.T)
+    assert w.min() >= 0 and float(w.sum()) == pytest.approx(1.0, abs=1e-12)
+    grad = (A @ A.T) @ w
+    assert float(grad.min()) >= float(w @ grad) - 1e-10      # optimal on the simplex
+    on = w > 0
+    assert torch.allclose(rate_d[on], rate_d[on].min().expand(int(on.sum())), rtol=1e-8)
+    alpha = torch.linalg.solve(U @ U.T, r)                   # the equal-rate direction's weights
+    if (alpha > 0).all():
+        assert torch.allclose(d, e, atol=1e-9)
+    else:
+        assert rate_d.min() > rate_e.min() + 1e-6             # it gains where the weights are not
+    # through the rule, by name; permuting the tasks permutes nothing
+    losses = torch.rand(K, dtype=torch.float64, generator=torch.Generator().manual_seed(4)) + 0.1
+    perm = torch.randperm(K, generator=torch.Generator().manual_seed(5))
+    a, b = mtl.aggregator("hrgrad", direction="maxmin"), mtl.aggregator("hrgrad", direction="maxmin")
+    a(G, 2 * losses), b(G[perm], 2 * losses[perm])
+    assert torch.allclose(a(G, losses), b(G[perm], losses[perm]), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="direction must be one of"):
+        mtl.aggregator("hrgrad", direction="minmax")
+    with pytest.raises(ValueError, match="rcond is the cut-off of direction 'equal'"):
+        mtl.aggregator("hrgrad", direction="maxmin", rcond=0.1)
 
 
 def test_unknown_option_names_what_the_rule_takes():

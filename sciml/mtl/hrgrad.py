@@ -37,6 +37,21 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    tiny Tikhonov shift (``ridge`` times its trace) makes it solvable; positivity is
    then not guaranteed and is reported by :func:`sciml.mtl.diagnostics`.
 
+   ``direction="maxmin"`` (:class:`MaxMinDirection`) asks for less: the unit ``d`` that
+   maximises the smallest ``u_i . d / r_i``, i.e. the largest rate that *every* task is
+   guaranteed, instead of exactly equal rates. It is the normalised minimum-norm point
+   of the convex hull of the ``u_i / r_i`` (MGDA's construction, Désidéri 2012, on the
+   rate-scaled unit gradients instead of the raw ones), found exactly by Wolfe's
+   active-set method on the ``K x K`` Gram matrix (:func:`min_norm_weights`). Where the
+   equal-rate solution's weights ``(U U^T)^{-1} r`` are all positive the two directions
+   coincide; where some are negative (nearly parallel gradients, as late in a PINN's
+   training: the equal-rate direction is then built from their small differences, with
+   small cosines to all of them, see docs/hrgrad.md), the max-min direction drops those
+   tasks' constraints, which it satisfies with a larger rate anyway, and every task's
+   rate is at least the equal-rate value. Property (a) holds with the same strictness
+   (``u_i . d >= r_i |v| > 0`` for linearly independent gradients); (b) holds for the
+   tasks the point rests on, the others progress faster.
+
 3. **Magnitude** (property c): a base length multiplied by ``1 - gamma * kappa`` where
    ``kappa = mean_{i<j} max(0, -cos(g_i, g_j))`` in ``[0, 1]`` is the level of
    conflict (:class:`ConflictScaled`, default ``gamma = 0.5``): aligned tasks get the
@@ -156,6 +171,79 @@ class MinNormDirection:
         return d / d.norm().clamp_min(1e-300)
 
 
+def min_norm_weights(M: torch.Tensor, *, tol: float = 1e-12, max_iter: int | None = None) -> torch.Tensor:
+    """Weights ``w`` on the simplex minimising ``w^T M w`` for a positive semi-definite
+    Gram matrix ``M`` (``K x K``): the minimum-norm point of the convex hull of the
+    vectors whose Gram matrix it is. Wolfe's active-set method (P. Wolfe, "Finding the
+    nearest point in a polytope", Math. Programming 11, 1976) in weight space: exact up
+    to rounding, finite, ``O(K^3)`` a step (``K <= 16`` here). Optimal when
+    ``(M w)_i >= w^T M w`` for every ``i`` (to ``tol`` times the largest diagonal)."""
+    device = M.device
+    M = M.detach().to("cpu", torch.float64)     # K x K: cheaper on the host than many small device calls
+    K = M.shape[0]
+    scale = float(torch.diagonal(M).max().clamp_min(1e-300))
+    atol = tol * scale
+    w = torch.zeros(K, dtype=M.dtype, device=M.device)
+    support = [int(torch.argmin(torch.diagonal(M)))]
+    w[support[0]] = 1.0
+    for _ in range(max_iter or 50 * K + 50):
+        grad = M @ w
+        j = int(torch.argmin(grad))
+        if float(grad[j]) >= float(w @ grad) - atol or j in support:
+            break
+        support.append(j)
+        while True:                     # the affine minimiser on the support, kept in the simplex
+            idx = torch.tensor(support, device=M.device)
+            s = len(support)
+            kkt = torch.zeros(s + 1, s + 1, dtype=M.dtype, device=M.device)
+            kkt[:s, :s] = M[idx][:, idx]
+            kkt[:s, s] = 1.0
+            kkt[s, :s] = 1.0
+            rhs = torch.zeros(s + 1, dtype=M.dtype, device=M.device)
+            rhs[s] = 1.0
+            v = torch.linalg.lstsq(kkt, rhs.unsqueeze(1), driver="gelsd").solution[:s, 0]
+            if bool((v > 0).all()):
+                w.zero_()
+                w[idx] = v
+                break
+            ws = w[idx]
+            out = v <= 0                # the step from ws towards v stops where a weight reaches 0
+            theta = float((ws[out] / (ws[out] - v[out])).min().clamp(0.0, 1.0))
+            ws = ws + theta * (v - ws)
+            keep = ws > 1e-15
+            w.zero_()
+            w[idx[keep]] = ws[keep] / ws[keep].sum()
+            support = [support[k] for k in range(s) if bool(keep[k])]
+    return w.to(device)
+
+
+@dataclass
+class MaxMinDirection:
+    """The unit ``d`` that maximises ``min_i u_i . d / r_i``: the largest rate every
+    task is guaranteed, instead of the same rate for all (see module doc). ``d`` is the
+    minimum-norm point ``v`` of the convex hull of the ``u_i / r_i`` (normalised), so
+    ``u_i . d >= r_i |v|`` for every task, with equality for the tasks the point rests
+    on; it equals :class:`MinNormDirection` when that one's weights are all positive.
+    When ``v`` vanishes (0 in the hull: no direction descends for every task) it falls
+    back to :class:`MinNormDirection`."""
+
+    tol: float = 1e-12
+
+    def __call__(self, U: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        r = r.to(U.device, U.dtype)
+        A = U / r.unsqueeze(1)
+        gram = A @ A.T
+        w = min_norm_weights(gram, tol=self.tol).to(gram.dtype)
+        norm2 = float(w @ gram @ w)
+        if norm2 <= 1e-20 * float(torch.diagonal(gram).max()):
+            return MinNormDirection()(U, r)
+        d = w @ A
+        return d / d.norm().clamp_min(1e-300)
+
+
+DIRECTIONS = {"equal": MinNormDirection, "maxmin": MaxMinDirection}
+
+
 # ---- magnitude -------------------------------------------------------------------------------
 @dataclass
 class ProjectionSum:
@@ -203,7 +291,8 @@ class ConflictScaled:
 class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
     ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
-    (:class:`MinNormDirection`), ``magnitude`` (:class:`ConflictScaled` over
+    (:class:`MinNormDirection`, or a name: ``"equal"`` = it, ``"maxmin"`` =
+    :class:`MaxMinDirection`), ``magnitude`` (:class:`ConflictScaled` over
     :class:`UnitLength` by default, or any callable ``(G, d_hat, cos) -> length``).
     The numbers ``alpha`` (rotation strength), ``gamma`` (conflict scaling),
     ``rcond`` (the direction's cut-off) and the name ``length`` (``"unit"``, default,
@@ -217,6 +306,13 @@ class HRGrad(Aggregator):
                  gamma: float | None = None, rcond: float | None = None, length: str | None = None):
         if alpha is not None and rates is not None:
             raise ValueError("give either rates or alpha, not both")
+        if isinstance(direction, str):
+            if direction not in DIRECTIONS:
+                raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
+            if rcond is not None and direction != "equal":
+                raise ValueError("rcond is the cut-off of direction 'equal'")
+            direction = DIRECTIONS[direction]() if rcond is None else MinNormDirection(rcond=float(rcond))
+            rcond = None
         if rcond is not None and direction is not None:
             raise ValueError("give either direction or rcond, not both")
         if (gamma is not None or length is not None) and magnitude is not None:
