@@ -5,7 +5,7 @@ docs/hrgrad.md), one batch: the K task gradients, the singular values of the uni
 gradients (relative to the largest), and the cosine of the update with every task
 gradient for HRGrad's exact direction (``alpha = 0``: equal cosines), TorchJD's
 ConFIG (``torch.linalg.pinv`` with its default cut-off ``max(K, n)`` float32 epsilons)
-and HRGrad with the cut-off ``rcond``. Shows how the exact solve behaves when the unit
+HRGrad with the cut-off ``rcond``, HRGrad's max-min direction and the plain sum. Shows how the exact solve behaves when the unit
 gradients are nearly dependent.
 
     python benchmarks/hrgrad_direction.py                 # linear transport, t in [0, 1], K = 7
@@ -65,7 +65,9 @@ def main(argv=None) -> None:
     print(f"{args.problem}: K = {K} tasks, n = {n} parameters; TorchJD's pinv cut-off max(K, n) * eps32 = "
           f"{max(K, n) * torch.finfo(torch.float32).eps:.3g}")
     print("singular values of the unit gradients / largest:", " ".join(f"{v:.2g}" for v in (sv / sv[0]).tolist()))
-    rules = [("HRGrad exact (alpha=0)", mtl.aggregator("hrgrad", alpha=0)), ("ConFIG (TorchJD)", mtl.aggregator("config"))]
+    rules = [("HRGrad exact (alpha=0)", mtl.aggregator("hrgrad", alpha=0)), ("ConFIG (TorchJD)", mtl.aggregator("config")),
+             ("HRGrad maxmin (alpha=0)", mtl.aggregator("hrgrad", alpha=0, direction="maxmin")),
+             ("sum", mtl.aggregator("sum"))]
     rules += [(f"HRGrad alpha=0 rcond={rc}", mtl.aggregator("hrgrad", alpha=0, rcond=float(rc)))
               for rc in args.rcond.split(",") if rc]
     print(f"{'rule':28s} {'min cos':>8s} {'max cos':>8s}")
