@@ -255,6 +255,9 @@ def test_metacolloc_validation_entries_quick(tmp_path, entry):
     report = reproduce(load_entry(entry), quick=True, out=tmp_path / "q", progress=False)
     assert report.passed, report.text()
     assert (tmp_path / "q" / "figures").exists()
+    if entry == "metacolloc_versus_pinn_fd":     # quick: MetaColloc's error is checked, the speed-up reported
+        assert list(report.values)[0] == "metacolloc_rel_l2" and "metacolloc_rel_l2 = " in report.text()
+        assert "below 1.0e-03" in report.text() and "speedup_vs_pinn_at_target" in report.metrics
 
 
 def test_docs_examples_run(capsys):
