@@ -13,6 +13,12 @@ what CI runs). ``sciml reproduce ID`` runs it, compares, and draws the figure::
     tolerance: 1.5e-2
     source: Jin, Ma, Wu, arXiv 2111.02541, Table ...
     quick: {overrides: {solver.training.steps: 300}, tolerance: 0.2}
+
+Comparison entries list ``methods`` (rules of :mod:`sciml.mtl`, or ``variants``: named
+rules with options) and may run each over ``seeds`` (the table then gives means,
+spreads and per-seed ranks). A quick variant may check another ``metric`` than the
+full run (e.g. an error where the full run checks a speed-up, which a shared CI
+machine cannot time).
 """
 from __future__ import annotations
 
