@@ -236,8 +236,7 @@ class Report:
                              + (" (on the mean over the seeds)" if self.seeds else "")
                              + (" (not required for --quick)" if self.quick else ""))
             if self.seeds and e.target in self.per_seed:
-                wins = [s for s, v in self.per_seed[e.target].items()
-                        if all(v <= d[s] for d in self.per_seed.values() if s in d)]
+                wins = [s for s in self.per_seed[e.target] if _seed_rank(self.per_seed, e.target, s) == 1]
                 lines.append(f"  target best in {len(wins)} of {len(self.per_seed[e.target])} seeds"
                              + (f" ({', '.join(map(str, wins))})" if wins else ""))
         lines.append(f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}")
@@ -379,6 +378,13 @@ def _gmean(values) -> float:
     return float(np.exp(np.mean(np.log([max(x, 1e-300) for x in v])))) if v else float("nan")
 
 
+def _seed_rank(per_seed: Mapping, name: str, seed: int) -> int:
+    """Rank of ``name``'s value in ``seed`` among the methods run with that seed (1 = best;
+    ties share the better rank)."""
+    v = per_seed[name][seed]
+    return 1 + sum(1 for d in per_seed.values() if seed in d and d[seed] < v)
+
+
 def _mean_metrics(per_seed: Mapping) -> dict:
     """Mean over the seeds of every metric the runs share."""
     keys = set.intersection(*(set(r) for r in per_seed.values()))
@@ -420,8 +426,7 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
                     if v is None:
                         cells.append("")
                         continue
-                    rank = 1 + sum(1 for o in per_seed if seed in per_seed[o] and per_seed[o][seed] < v)
-                    cells.append(f"{v:.2e} ({rank})")
+                    cells.append(f"{v:.2e} ({_seed_rank(per_seed, name, seed)})")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if shown:
         lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))

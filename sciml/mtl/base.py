@@ -32,6 +32,12 @@ def check_matrix(G: torch.Tensor, losses: torch.Tensor | None = None) -> None:
             raise ValueError(f"task loss(es) {(~torch.isfinite(losses)).nonzero().flatten().tolist()} are NaN or Inf")
 
 
+def unit_length(update: torch.Tensor) -> torch.Tensor:
+    """``update / |update|`` (zero stays zero): the scale-free length that ``sum``, HRGrad
+    and the baselines offer as ``length="unit"``."""
+    return update / update.norm().clamp_min(torch.finfo(update.dtype).tiny)
+
+
 class Aggregator(abc.ABC):
     """``update = aggregator(G, losses=None)`` (see module doc)."""
 
@@ -71,9 +77,7 @@ class Sum(Aggregator):
 
     def aggregate(self, G, losses):
         g = G.sum(0)
-        if self.length == "unit":
-            return g / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
-        return g
+        return unit_length(g) if self.length == "unit" else g
 
     def __repr__(self) -> str:
         return "Sum()" if self.length == "sum" else f"Sum(length={self.length!r})"

@@ -153,8 +153,8 @@ class MinNormDirection:
         if not self.ridge >= 0.0:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
 
-    def __call__(self, U: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        gram = U @ U.T
+    def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+        gram = U @ U.T if gram is None else gram             # given by HRGrad, which needs it anyway
         K = gram.shape[0]
         r = r.to(gram.device)
         if self.rcond > 0:
@@ -229,14 +229,15 @@ class MaxMinDirection:
 
     tol: float = 1e-12
 
-    def __call__(self, U: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
         r = r.to(U.device, U.dtype)
+        gram_u = U @ U.T if gram is None else gram
         A = U / r.unsqueeze(1)
-        gram = A @ A.T
+        gram = gram_u / torch.outer(r, r)                  # the Gram matrix of the u_i / r_i
         w = min_norm_weights(gram, tol=self.tol).to(gram.dtype)
         norm2 = float(w @ gram @ w)
         if norm2 <= 1e-20 * float(torch.diagonal(gram).max()):
-            return MinNormDirection()(U, r)
+            return MinNormDirection()(U, r, gram_u)
         d = w @ A
         return d / d.norm().clamp_min(1e-300)
 
@@ -292,7 +293,8 @@ class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
     ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
     (:class:`MinNormDirection`, or a name: ``"equal"`` = it, ``"maxmin"`` =
-    :class:`MaxMinDirection`), ``magnitude`` (:class:`ConflictScaled` over
+    :class:`MaxMinDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
+    ``magnitude`` (:class:`ConflictScaled` over
     :class:`UnitLength` by default, or any callable ``(G, d_hat, cos) -> length``).
     The numbers ``alpha`` (rotation strength), ``gamma`` (conflict scaling),
     ``rcond`` (the direction's cut-off) and the name ``length`` (``"unit"``, default,
@@ -338,8 +340,8 @@ class HRGrad(Aggregator):
         Ga = Gd[active]
         U = Ga / norms[active].unsqueeze(1)
         r_all = self.rates(losses, G.shape[0], self.state).to(Gd.device)
-        d_hat = self.direction(U, r_all[active])
-        cos = U @ U.T
+        cos = U @ U.T                   # the unit gradients' Gram matrix, shared by direction and magnitude
+        d_hat = self.direction(U, r_all[active], cos)
         length = self.magnitude(Ga, d_hat, cos)
         return (length * d_hat).to(G.dtype)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Aggregator
+from .base import Aggregator, unit_length
 
 
 def _torchjd(name: str):
@@ -68,7 +68,7 @@ def _length(name: str, length: str) -> str:
 
 
 def _scaled(update, length: str):
-    return update / update.norm().clamp_min(torch.finfo(update.dtype).tiny) if length == "unit" else update
+    return unit_length(update) if length == "unit" else update
 
 
 class TorchJD(Aggregator):
