@@ -218,8 +218,9 @@ class Report:
             lines.append(f"  {e.metric} by method (target {e.target}):")
             if self.seeds:
                 lines.append(f"  (mean over seeds {', '.join(map(str, self.seeds))}; min – max, seeds run)")
+            width = max(12, *map(len, self.comparison))
             for name, v in sorted(self.comparison.items(), key=lambda kv: kv[1]):
-                line = f"    {name:12s} {v:.3e}"
+                line = f"    {name:{width}s} {v:.3e}"
                 if self.seeds:
                     w = list(self.per_seed.get(name, {}).values())
                     line += f"   ({min(w):.2e} – {max(w):.2e}, {len(w)})"

@@ -175,7 +175,7 @@ def test_list_shows_problems_presets_and_entries(capsys, monkeypatch):
 
 
 def test_every_shipped_problem_and_entry_validates():
-    from sciml.validation import list_entries
+    from sciml.validation import list_entries, method_overrides
 
     for p in sorted((ROOT / "problems").glob("**/*.yaml")):
         load_run(p)
@@ -185,8 +185,10 @@ def test_every_shipped_problem_and_entry_validates():
     assert {e.id for e in entries} >= {"lt_evenodd_kn1e-3", "lt_evenodd_sine_kn1e-8", "metacolloc_suite"}
     for e in entries:
         over = {**e.overrides, **(e.quick.overrides if e.quick else {})}
-        load_run(ROOT / e.problem, solver=e.solver,
-                 overrides={k: v for k, v in over.items() if not k.startswith("params.")})   # study parameters
+        over = {k: v for k, v in over.items() if not k.startswith("params.")}    # study parameters
+        load_run(ROOT / e.problem, solver=e.solver, overrides=over)
+        for name in e.methods:                      # every method of a comparison, variants included
+            load_run(ROOT / e.problem, solver=e.solver, overrides={**over, **method_overrides(name, e.variants)})
 
 
 def _heat_problem(boundary, f0="1 + 0.5*sin(2*pi*x)"):
