@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     print(f"{args.problem}: K = {K} tasks, n = {n} parameters; TorchJD's pinv cut-off max(K, n) * eps32 = "
           f"{max(K, n) * torch.finfo(torch.float32).eps:.3g}")
     print("singular values of the unit gradients / largest:", " ".join(f"{v:.2g}" for v in (sv / sv[0]).tolist()))
-    rules = [("HRGrad exact (alpha=0)", mtl.aggregator("hrgrad", alpha=0)), ("ConFIG (TorchJD)", mtl.aggregator("config")),
+    rules = [("HRGrad exact (alpha=0)", mtl.aggregator("hrgrad", alpha=0, direction="equal")), ("ConFIG (TorchJD)", mtl.aggregator("config")),
              ("HRGrad maxmin (alpha=0)", mtl.aggregator("hrgrad", alpha=0, direction="maxmin")),
              ("sum", mtl.aggregator("sum"))]
     rules += [(f"HRGrad alpha=0 rcond={rc}", mtl.aggregator("hrgrad", alpha=0, rcond=float(rc)))

@@ -37,7 +37,7 @@ def test_hrgrad_positive_dot_with_every_task(K, n, dtype, direction):
 
 def test_equal_rates_give_equal_cosines_and_match_torchjd_config():
     G = conflicting(6, 500)
-    u = HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(G)
+    u = HRGrad(rates=EqualRates(), direction="equal", magnitude=ProjectionSum())(G)
     cos = (G @ u) / (G.norm(dim=1) * u.norm())
     assert torch.allclose(cos, cos.mean().expand(6), rtol=0, atol=1e-10)
     ref = mtl.aggregator("config")(G)
@@ -46,14 +46,14 @@ def test_equal_rates_give_equal_cosines_and_match_torchjd_config():
 
 def test_loss_ratio_rates_rotate_towards_the_lagging_task():
     G = conflicting(3, 200)
-    agg = HRGrad(rates=LossRatioRates(alpha=1.0), magnitude=ProjectionSum())
+    agg = HRGrad(rates=LossRatioRates(alpha=1.0), direction="equal", magnitude=ProjectionSum())
     agg(G, torch.tensor([1.0, 1.0, 1.0], dtype=G.dtype))
     u = agg(G, torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype))   # task 2 has not improved
     cos = (G @ u) / (G.norm(dim=1) * u.norm())
     # cosines proportional to the rates l_i / mean(l): 0.1 : 0.5 : 1.0
     assert torch.allclose(cos / cos[2], torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype), atol=1e-8)
     # and the state (initial losses) round-trips for exact resume
-    other = HRGrad(rates=LossRatioRates(alpha=1.0), magnitude=ProjectionSum())
+    other = HRGrad(rates=LossRatioRates(alpha=1.0), direction="equal", magnitude=ProjectionSum())
     other.load_state_dict(agg.state_dict())
     assert torch.equal(other(G, torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype)), u)
 
@@ -450,6 +450,9 @@ def test_maxmin_direction_maximises_the_worst_rate(K, n):
     a, b = mtl.aggregator("hrgrad", direction="maxmin"), mtl.aggregator("hrgrad", direction="maxmin")
     a(G, 2 * losses), b(G[perm], 2 * losses[perm])
     assert torch.allclose(a(G, losses), b(G[perm], losses[perm]), rtol=1e-9, atol=1e-12)
+    # the default (docs/hrgrad.md, "The max-min direction"); rcond alone selects "equal"
+    assert mtl.aggregator("hrgrad").direction == MaxMinDirection()
+    assert mtl.aggregator("hrgrad", direction="equal").direction == MinNormDirection()
     with pytest.raises(ValueError, match="direction must be one of"):
         mtl.aggregator("hrgrad", direction="minmax")
     with pytest.raises(ValueError, match="rcond is the cut-off of direction 'equal'"):
