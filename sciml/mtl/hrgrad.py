@@ -56,7 +56,7 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    changed; mid sizes of docs/hrgrad.md, "The max-min direction") it lowered HRGrad's
    worst-eps error in seven of eight pairs and on the mean of all three problems: BGK
    seeds 0, 1, 2 (worst rho 0.0137 / 0.0111 / 0.0151 with ``equal``, 0.0129 / 0.0104 /
-   0.0120 with ``maxmin``), linear transport on [0, 1] (mean 0.140 -> 0.100) and on
+   0.0120 with ``maxmin``), linear transport on [0, 1] (mean 0.153 -> 0.100) and on
    [0, 0.1] (0.531 -> 0.528). The cost: on [0, 0.1] the geometric mean over the eps
    got worse (0.105 -> 0.127). ``equal`` remains for comparison; it is ConFIG's
    direction when ``alpha = 0``.
