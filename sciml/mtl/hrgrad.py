@@ -29,7 +29,7 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
      ``[1/rmax, rmax]`` (``rmax = 10``) so that no task's constraint vanishes.
 
 2. **Direction**. ``direction="equal"`` (:class:`MinNormDirection`): the minimum-norm ``d`` with ``U d = r``:
-   ``d = U^T (U U^T)^{-1} r`` (:class:`MinNormDirection`), computed in the ``K``-space
+   ``d = U^T (U U^T)^{-1} r``, computed in the ``K``-space
    through the ``K x K`` Gram matrix in float64 (cost ``O(K^2 n)``, one pass over
    ``G``). For linearly independent gradients ``u_i . d = r_i > 0`` exactly: the
    update has a strictly positive dot product with every task gradient (property
