@@ -318,6 +318,8 @@ class HRGrad(Aggregator):
                  gamma: float | None = None, rcond: float | None = None, length: str | None = None):
         if alpha is not None and rates is not None:
             raise ValueError("give either rates or alpha, not both")
+        if direction is None:           # rcond alone is the equal-rate direction's cut-off and selects it
+            direction = "maxmin" if rcond is None else "equal"
         if isinstance(direction, str):
             if direction not in DIRECTIONS:
                 raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
@@ -325,7 +327,7 @@ class HRGrad(Aggregator):
                 raise ValueError("rcond is the cut-off of direction 'equal'")
             direction = DIRECTIONS[direction]() if rcond is None else MinNormDirection(rcond=float(rcond))
             rcond = None
-        if rcond is not None and direction is not None:
+        if rcond is not None:           # a direction object and rcond
             raise ValueError("give either direction or rcond, not both")
         if (gamma is not None or length is not None) and magnitude is not None:
             raise ValueError("give either magnitude or gamma / length, not both")
@@ -333,9 +335,7 @@ class HRGrad(Aggregator):
             raise ValueError(f"length must be one of {sorted(LENGTHS)}, got {length!r}")
         self.rates = rates if rates is not None else (LossRatioRates() if alpha is None else
                                                        LossRatioRates(alpha=float(alpha)))
-        # rcond alone is the equal-rate direction's cut-off and selects that direction
-        self.direction = direction if direction is not None else (MaxMinDirection() if rcond is None else
-                                                                  MinNormDirection(rcond=float(rcond)))
+        self.direction = direction
         if magnitude is None:
             magnitude = ConflictScaled(gamma=0.5 if gamma is None else float(gamma),
                                        base=LENGTHS[length or "unit"]())
