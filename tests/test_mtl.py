@@ -475,3 +475,26 @@ def test_baseline_options_checked_at_construction():
     with pytest.raises(ValueError, match="no option 'c'; pcgrad takes: length"):
         mtl.aggregator("pcgrad", c=0.5)
     assert mtl.aggregator("cagrad", c=0.5)(torch.eye(3)).shape == (3,)
+
+
+def test_options_write_out_the_defaults_and_rebuild_the_rule():
+    """``options()`` names every option with its value, defaults included, and building
+    the rule from them gives the same rule (what a saved configuration records);
+    HRGrad built from parts no option names says so."""
+    for name in sorted(mtl.AGGREGATORS):
+        opts = mtl.aggregator(name).options()
+        assert mtl.aggregator(name, **opts).options() == opts, name
+        assert all(isinstance(v, (int, float, str)) for v in opts.values()), name
+    for name in sorted(mtl.WEIGHTINGS):
+        opts = mtl.weighting(name).options()
+        assert opts and mtl.weighting(name, **opts).options() == opts, name
+    assert mtl.aggregator("hrgrad").options() == {"alpha": 0.5, "direction": "maxmin", "gamma": 0.5, "length": "unit"}
+    equal = mtl.aggregator("hrgrad", rcond=0.03, alpha=0.0)
+    assert equal.options() == {"alpha": 0.0, "direction": "equal", "gamma": 0.5, "length": "unit", "rcond": 0.03}
+    assert repr(mtl.aggregator("hrgrad", **equal.options())) == repr(equal)
+    assert mtl.aggregator("mgda").options() == {"epsilon": 0.001, "max_iters": 100, "length": "native"}
+    assert mtl.aggregator("sum", length="unit").options() == {"length": "unit"}
+    assert mtl.aggregator("nashmtl").options()["max_norm"] == 1.0          # n_tasks is ours to give
+    assert mtl.weighting("dwa", temperature=3.0).options() == {"temperature": 3.0}
+    with pytest.raises(ValueError, match="cannot name"):
+        HRGrad(rates=EqualRates()).options()

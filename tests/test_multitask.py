@@ -268,7 +268,7 @@ def test_comparison_over_seeds_with_a_variant(tmp_path, capsys):
         for seed in (0, 1):
             cfg = yaml.safe_load(sciml.io.read_result(out / name / f"seed{seed}" / "result.h5")["attrs"]["config"])
             assert cfg["solver"]["training"]["seed"] == seed
-            assert cfg["solver"]["training"]["aggregator_options"] == ({"length": "unit"} if name == "sum_unit" else {})
+            assert cfg["solver"]["training"]["aggregator_options"] == {"length": "unit" if name == "sum_unit" else "sum"}
     assert not (out / "sum" / "result.h5").exists()
     per = first.per_seed["sum"]
     assert set(per) == {0, 1} and per[0] != per[1]                      # the seed changes the run
@@ -311,3 +311,35 @@ def test_bad_aggregator_options_exit_2_naming_the_key(tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "solver.training.aggregator_options" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_saved_configuration_names_the_rule_with_its_defaults(tmp_path, capsys):
+    """The resolved configuration writes the rule's options out, defaults included, and
+    loads back to itself; a run saved with only the options given then (``{}``, as
+    before a default changed) is a different configuration: a comparison does not take
+    it and ``--resume`` refuses it."""
+    import h5py
+    import yaml
+
+    from sciml.config import load_run
+    from sciml.validation import finished_run
+
+    run = load_run(MULTI, overrides={**TINY, "solver.training.steps": 2})
+    options = run.config.solver.training.aggregator_options
+    assert options == {"alpha": 0.5, "direction": "maxmin", "gamma": 0.5, "length": "unit"}
+    assert yaml.safe_load(run.yaml_text)["solver"]["training"]["aggregator_options"] == options
+    assert load_run(yaml.safe_load(run.yaml_text)).yaml_text == run.yaml_text
+    mgda = load_run(MULTI, overrides=["solver.training.aggregator=mgda",
+                                      "solver.training.aggregator_options={max_iters: 7}"])
+    assert mgda.config.solver.training.aggregator_options["max_iters"] == 7     # an integer stays one
+    sciml.solve(MULTI, overrides={**TINY, "solver.training.steps": 2}, out=tmp_path / "r", progress=False)
+    assert finished_run(tmp_path / "r", run.yaml_text) is not None
+    old = yaml.safe_load(run.yaml_text)
+    old["solver"]["training"]["aggregator_options"] = {}
+    with h5py.File(tmp_path / "r" / "result.h5", "r+") as f:
+        f.attrs["config"] = yaml.safe_dump(old, sort_keys=False)
+    assert finished_run(tmp_path / "r", run.yaml_text) is None
+    tiny = [f"{k}={v}" for k, v in {**TINY, "solver.training.steps": 3}.items()]
+    assert main(["solve", str(MULTI), *sum([["--set", o] for o in tiny], []), "--out", str(tmp_path / "r"),
+                 "--resume", "--quiet"]) == 2
+    assert "solver.training.aggregator_options" in capsys.readouterr().err

@@ -178,6 +178,24 @@ def build_rule(training, source: str | None = None):
     return None
 
 
+def _write_out_rule_options(config: RunConfig, resolved: dict) -> bool:
+    """Write the multi-task rule's options out in full, its defaults included
+    (:meth:`sciml.mtl.Aggregator.options`), into the resolved mapping; ``True`` when
+    they changed. A configuration then names the rule it ran, not only the options a
+    user gave: after a default changes, a run made before is a different
+    configuration, and ``--resume`` or a comparison does not take it for the new one."""
+    training = getattr(config.solver, "training", None)
+    rule = build_rule(training) if training is not None else None
+    if rule is None:
+        return False
+    key = "aggregator" if training.aggregator is not None else "weighting"
+    options = rule.options()
+    if options == resolved["solver"]["training"][f"{key}_options"]:
+        return False
+    resolved["solver"]["training"][f"{key}_options"] = options
+    return True
+
+
 def _check_formulation(config: RunConfig, source: str) -> None:
     formulation = getattr(config.solver, "formulation", None)
     if formulation is None:
@@ -271,4 +289,6 @@ def load_run(config: str | Path | Mapping, *, solver: str | None = None,
     _check_pde(cfg, source)
     _check_output(cfg, source)
     _check_formulation(cfg, source)
+    if _write_out_rule_options(cfg, resolved):
+        cfg = build(RunConfig, resolved, source=source)
     return LoadedRun(cfg, resolved, base_dir, source)

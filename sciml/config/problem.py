@@ -285,10 +285,12 @@ class TrainingSpec:
     aggregator: Optional[str] = option(None, doc="multi-task problems: combine the task gradients with this rule "
                                                  "(sciml.mtl: hrgrad, sum, pcgrad, imtlg, mgda, cagrad, nashmtl, "
                                                  "alignedmtl, config, upgrad)", check=lambda v: _known("AGGREGATORS", v))
-    aggregator_options: dict[str, Union[float, str]] = option(field(default_factory=dict), doc="keyword options of the aggregator")
+    aggregator_options: dict[str, Union[int, float, str]] = option(
+        field(default_factory=dict), doc="keyword options of the aggregator (the saved configuration writes its defaults out)")
     weighting: Optional[str] = option(None, doc="multi-task problems: weight the task losses with this rule "
                                                 "(dwa, uncertainty, gradnorm, famo)", check=lambda v: _known("WEIGHTINGS", v))
-    weighting_options: dict[str, Union[float, str]] = option(field(default_factory=dict), doc="keyword options of the weighting")
+    weighting_options: dict[str, Union[int, float, str]] = option(
+        field(default_factory=dict), doc="keyword options of the weighting (the saved configuration writes its defaults out)")
 
     def __post_init__(self):
         if self.aggregator is not None and self.weighting is not None:

@@ -32,6 +32,21 @@ def check_matrix(G: torch.Tensor, losses: torch.Tensor | None = None) -> None:
             raise ValueError(f"task loss(es) {(~torch.isfinite(losses)).nonzero().flatten().tolist()} are NaN or Inf")
 
 
+def signature_options(obj) -> dict:
+    """The keyword arguments of ``type(obj).__init__`` that have defaults, read back from
+    ``obj``'s attributes of the same name (numbers and strings only): the options that
+    rebuild ``obj``, its defaults written out."""
+    import inspect
+
+    out = {}
+    for p in inspect.signature(type(obj).__init__).parameters.values():
+        if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty:
+            value = getattr(obj, p.name, None)
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+                out[p.name] = value
+    return out
+
+
 def unit_length(update: torch.Tensor) -> torch.Tensor:
     """``update / |update|`` (zero stays zero): the scale-free length that ``sum``, HRGrad
     and the baselines offer as ``length="unit"``."""
@@ -57,6 +72,14 @@ class Aggregator(abc.ABC):
     def load_state_dict(self, state: dict) -> None:
         if state:
             raise ValueError(f"{self.name} is stateless but got state {sorted(state)}")
+
+    def options(self) -> dict:
+        """The keyword options that rebuild this rule by name
+        (``sciml.mtl.aggregator(self.name, **self.options())``), its defaults written out.
+        A run's saved configuration records them, so that a later change of a default
+        makes an earlier run a different configuration (``--resume`` and comparisons
+        then do not take it for the new one)."""
+        return signature_options(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

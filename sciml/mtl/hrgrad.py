@@ -356,6 +356,24 @@ class HRGrad(Aggregator):
         length = self.magnitude(Ga, d_hat, cos)
         return (length * d_hat).to(G.dtype)
 
+    def options(self) -> dict:
+        """The YAML options that rebuild this HRGrad, its defaults written out (see
+        :meth:`sciml.mtl.Aggregator.options`); a ValueError when a part is not one the
+        options can name (a custom rates, direction or magnitude object)."""
+        rates, direction, magnitude = self.rates, self.direction, self.magnitude
+        names = {v: k for k, v in DIRECTIONS.items()}
+        lengths = {v: k for k, v in LENGTHS.items()}
+        if (type(rates) is not LossRatioRates or rates.rmax != LossRatioRates.rmax
+                or type(direction) not in names or type(magnitude) is not ConflictScaled
+                or type(magnitude.base) not in lengths or direction != type(direction)(
+                    **({"rcond": direction.rcond} if isinstance(direction, MinNormDirection) else {}))):
+            raise ValueError(f"{self!r} is built from parts that aggregator options cannot name")
+        out = {"alpha": rates.alpha, "direction": names[type(direction)], "gamma": magnitude.gamma,
+               "length": lengths[type(magnitude.base)]}
+        if isinstance(direction, MinNormDirection):
+            out["rcond"] = direction.rcond
+        return out
+
     def state_dict(self) -> dict:
         return {k: v.clone() for k, v in self.state.items()}
 

@@ -61,6 +61,18 @@ def _check_options(name: str, cls_name: str, options: dict, supplied: tuple = ()
             raise ValueError(f"no option {key!r}{hint}; {name} takes: {', '.join(allowed)}")
 
 
+def _full_options(cls_name: str, options: dict, length: str) -> dict:
+    """``options`` with the defaults of TorchJD's class that are numbers or strings
+    written out (Nash-MTL's ``n_tasks``, which we supply, has none), and ``length``
+    (see :meth:`sciml.mtl.Aggregator.options`)."""
+    import inspect
+
+    params = inspect.signature(_torchjd(cls_name).__init__).parameters.values()
+    defaults = {q.name: q.default for q in params if q.name != "self"
+                and isinstance(q.default, (int, float, str)) and not isinstance(q.default, bool)}
+    return {**defaults, **options, "length": length}
+
+
 def _length(name: str, length: str) -> str:
     if length not in LENGTHS:
         raise ValueError(f"{name}: length must be one of {', '.join(map(repr, LENGTHS))}, got {length!r}")
@@ -73,14 +85,14 @@ def _scaled(update, length: str):
 
 class TorchJD(Aggregator):
     """A TorchJD aggregator. ``cls_name``: its class in ``torchjd.aggregation``;
-    ``options``: its keyword arguments; ``length``: ``"native"`` (TorchJD's update) or
+    ``options``: its keyword arguments (kept as ``kwargs``); ``length``: ``"native"`` (TorchJD's update) or
     ``"unit"`` (divided by its norm). Computation in the matrix's dtype and device;
     stateful TorchJD aggregators (Nash-MTL) are reset by ``reset()``."""
 
     def __init__(self, name: str, cls_name: str, *, length: str = "native", **options):
         self.name = name
         self.cls_name = cls_name
-        self.options = options
+        self.kwargs = options          # TorchJD's keyword arguments as given
         _check_options(name, cls_name, options)
         self.length = _length(name, length)
         self.impl = _torchjd(cls_name)(**options)
@@ -88,12 +100,15 @@ class TorchJD(Aggregator):
     def aggregate(self, G, losses):
         return _scaled(self.impl(G), self.length)
 
+    def options(self) -> dict:
+        return _full_options(self.cls_name, self.kwargs, self.length)
+
     def reset(self) -> None:
         if hasattr(self.impl, "reset"):
             self.impl.reset()
 
     def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
         unit = ", length='unit'" if self.length == "unit" else ""
         return f"TorchJD({self.cls_name}({opts}){unit})"
 
@@ -107,7 +122,7 @@ class NashMTL(TorchJD):
     def __init__(self, *, length: str = "native", **options):
         self.name = "nashmtl"
         self.cls_name = "NashMTL"
-        self.options = options
+        self.kwargs = options          # TorchJD's keyword arguments as given
         _check_options(self.name, self.cls_name, options, supplied=("n_tasks",))
         self.length = _length(self.name, length)
         self.impl = None
@@ -116,7 +131,7 @@ class NashMTL(TorchJD):
         if not bool(G.any()):           # no task moves: no update (TorchJD's convex problem fails on zeros)
             return torch.zeros(G.shape[1], dtype=G.dtype, device=G.device)
         if self.impl is None or self.impl_tasks != G.shape[0]:
-            self.impl = _torchjd("NashMTL")(n_tasks=G.shape[0], **self.options)
+            self.impl = _torchjd("NashMTL")(n_tasks=G.shape[0], **self.kwargs)
             self.impl_tasks = G.shape[0]
         import warnings
 

@@ -25,6 +25,8 @@ import abc
 
 import torch
 
+from .base import signature_options
+
 
 class Weighting(abc.ABC):
     name = "weighting"
@@ -43,6 +45,11 @@ class Weighting(abc.ABC):
     @abc.abstractmethod
     def weights(self, losses: torch.Tensor, grad_norms: torch.Tensor | None) -> torch.Tensor:
         ...
+
+    def options(self) -> dict:
+        """The keyword options that rebuild this weighting by name, its defaults written
+        out (see :meth:`sciml.mtl.Aggregator.options`)."""
+        return signature_options(self)
 
     def state_dict(self) -> dict:
         return {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()
