@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", default=None, metavar="0,1,...",
                    help="comparison entries: run every method once per training seed (out/<method>/seed<k>) "
                         "and compare the means (default: the entry's seeds)")
+    r.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME=SPEC",
+                   help="comparison entries: one more method, a rule with options, e.g. "
+                        "--variant 'hrgrad_a0={rule: hrgrad, options: {alpha: 0}}' (repeatable; then "
+                        "--methods hrgrad_a0 runs it alone)")
     r.add_argument("--resume", action="store_true",
                    help="keep finished runs in --out and continue interrupted ones from their checkpoints")
     r.add_argument("--quiet", action="store_true")
@@ -98,6 +102,8 @@ def _solve(args) -> int:
 
 
 def _reproduce(args) -> int:
+    import yaml
+
     from .config import ConfigError
     from .validation import load_entry, reproduce
 
@@ -112,8 +118,22 @@ def _reproduce(args) -> int:
             raise ConfigError("--seeds", f"expected comma-separated integers, got {args.seeds!r}") from None
         if not seeds or min(seeds) < 0:
             raise ConfigError("--seeds", f"expected non-negative integers, got {args.seeds!r}")
+    variants = {}
+    for text in args.variants:
+        name, eq, spec = text.partition("=")
+        name = name.strip()
+        try:
+            value = yaml.safe_load(spec) if eq else None
+        except yaml.YAMLError:
+            value = None
+        if not name.isidentifier() or not isinstance(value, dict):
+            raise ConfigError("--variant", f"expected NAME={{rule: RULE, options: {{...}}}}, got {text!r}")
+        if name in variants:
+            raise ConfigError(f"--variant {name}", "given twice")
+        variants[name] = value
     report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
-                       progress=not args.quiet, overrides=args.overrides, methods=methods, seeds=seeds)
+                       progress=not args.quiet, overrides=args.overrides, methods=methods, seeds=seeds,
+                       variants=variants)
     print(report.text())
     return 0 if report.passed else 1
 

@@ -247,9 +247,40 @@ class Report:
         return "\n".join(lines)
 
 
+def with_variants(entry: Entry, variants: Mapping[str, Any]) -> Entry:
+    """``entry`` with further named variants, ``{name: {rule: ..., options: {...}}}`` (the
+    form of an entry's ``variants:``), each added to its methods (and to its quick
+    variant's, when that lists its own): a rule with options compared without editing
+    the entry (``sciml reproduce ID --variant NAME=...``)."""
+    import dataclasses
+
+    from . import mtl
+
+    if not variants:
+        return entry
+    if not entry.methods:
+        raise ConfigError("--variant", f"validation entry {entry.id!r} compares no methods")
+    merged, names = dict(entry.variants), []
+    for name, spec in variants.items():
+        if name in entry.methods or name in merged or name in mtl.AGGREGATORS or name in mtl.WEIGHTINGS:
+            raise ConfigError(f"--variant {name}", "the name is taken (a method of the entry or a rule of "
+                                                   "sciml.mtl); give the variant another name")
+        merged[name] = build(Variant, spec, source=f"--variant {name}")
+        try:
+            method_overrides(name, merged)      # an unknown rule is an error now
+        except ConfigError as err:
+            raise ConfigError(f"--variant {name}", err.message) from None
+        names.append(name)
+    quick = entry.quick
+    if quick is not None and quick.methods:
+        quick = dataclasses.replace(quick, methods=list(quick.methods) + names)
+    return dataclasses.replace(entry, variants=merged, methods=list(entry.methods) + names, quick=quick)
+
+
 def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str | None = None,
               resume: bool = False, progress: bool = True, overrides: Sequence[str] = (),
-              methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> Report:
+              methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+              variants: Mapping[str, Any] | None = None) -> Report:
     """Run a validation entry into ``out`` and check it.
 
     ``overrides``: ``KEY=VALUE`` strings applied after the entry's (and the quick
@@ -262,10 +293,13 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     ``seeds`` (comparison entries only; default: the entry's ``seeds``, or its quick
     variant's): every method runs once per seed, in ``out/<method>/seed<k>/``; the
     table gives the mean over the seeds, the spread and each seed's ranking, and the
-    target must be best on the mean.
+    target must be best on the mean. ``variants`` (comparison entries only): further
+    named rules with options, added to the entry's methods (:func:`with_variants`).
     """
     from .api import solve
     from .plot import error_bars
+
+    entry = with_variants(entry, variants or {})
 
     if quick and entry.quick is None:
         raise ConfigError("quick", f"validation entry {entry.id!r} has no quick variant")
@@ -393,7 +427,7 @@ def _mean_metrics(per_seed: Mapping) -> dict:
 
 
 def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_seed, metric, shown, missing,
-                         inapplicable) -> str:
+                         inapplicable, variants) -> str:
     """``comparison.md``: per field a table of the error per task, the worst task, the
     geometric mean over the tasks (how a rule does across all of them) and the training
     time (what it costs); over seeds, the means with the worst's min–max and a table of
@@ -431,6 +465,9 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if shown:
         lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
+    for name in methods:
+        if name in variants and name in runs:
+            lines.append(f"\n{name}: {variants[name].rule} with options {dict(variants[name].options)}")
     if missing:
         lines.append(f"\nnot run yet: {', '.join(missing)}")
     for name, why in inapplicable.items():
@@ -539,13 +576,14 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     gmean = {name: _gmean(table[name].values()) for name in runs}
     (out / "comparison.md").write_text(_comparison_markdown(
         methods, runs, per_field, seeds=seeds, per_seed_runs=per_seed_runs, per_seed=per_seed, metric=entry.metric,
-        shown=shown, missing=missing, inapplicable=inapplicable))
+        shown=shown, missing=missing, inapplicable=inapplicable, variants=entry.variants))
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
                     comparison, missing, list(shown), inapplicable, seeds, per_seed)
     (out / "validation.json").write_text(json.dumps({
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
         "inapplicable": inapplicable, "overrides": report.overrides, "seeds": seeds,
+        "variants": {n: {"rule": v.rule, "options": dict(v.options)} for n, v in entry.variants.items()},
         "comparison": comparison, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},
         "per_task": table, "geometric_mean": gmean,
         "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs,

@@ -343,3 +343,29 @@ def test_saved_configuration_names_the_rule_with_its_defaults(tmp_path, capsys):
     assert main(["solve", str(MULTI), *sum([["--set", o] for o in tiny], []), "--out", str(tmp_path / "r"),
                  "--resume", "--quiet"]) == 2
     assert "solver.training.aggregator_options" in capsys.readouterr().err
+
+
+def test_variant_from_the_command_line(tmp_path, capsys):
+    """``--variant NAME=SPEC`` adds a rule with options to a comparison without editing
+    the entry: it runs under its name, the table says what it is, the results record its
+    options; a bad spec, a taken name or an unknown rule is exit 2 with nothing written."""
+    import yaml
+
+    out = tmp_path / "c"
+    tiny = ["solver.training.steps=2", "solver.points={interior: 32, boundary: 16, initial: 16}",
+            "output.nx=20", "problem.eps=[1.0, 1.0e-3]"]
+    args = ["reproduce", "hrgrad_lt_methods", "--quick", *sum([["--set", o] for o in tiny], []), "--quiet"]
+    assert main(args + ["--variant", "hr_a0={rule: hrgrad, options: {alpha: 0}}", "--methods", "hr_a0",
+                        "--out", str(out)]) == 1                           # incomplete: sum, hrgrad not run
+    saved = yaml.safe_load(sciml.io.read_result(out / "hr_a0" / "result.h5")["attrs"]["config"])
+    assert saved["solver"]["training"]["aggregator"] == "hrgrad"
+    assert saved["solver"]["training"]["aggregator_options"]["alpha"] == 0
+    assert "hr_a0: hrgrad with options {'alpha': 0}" in (out / "comparison.md").read_text()
+    assert json.loads((out / "validation.json").read_text())["variants"]["hr_a0"] == {"rule": "hrgrad",
+                                                                                     "options": {"alpha": 0}}
+    capsys.readouterr()
+    for bad, words in [("hr_a0", "expected NAME="), ("sum={rule: hrgrad}", "name is taken"),
+                       ("x={rule: hrgad}", "unknown rule 'hrgad'")]:
+        assert main(args + ["--variant", bad, "--out", str(tmp_path / "bad")]) == 2
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
