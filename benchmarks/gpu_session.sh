@@ -10,8 +10,9 @@
 #   bash benchmarks/gpu_session.sh bench             # residual.py, mtl.py, metacolloc.py on CUDA -> $OUT/*.json
 #   bash benchmarks/gpu_session.sh reproduce ID...   # full-size validation entries -> $OUT/ID.tar.gz
 #       (JOBS=N methods at once, LIMIT seconds per entry; resumable: see the stage below)
-# Budget (30 min of device time a session): check ~2 min, bench ~6 min; the rest for
-# the full-size entries, longest first in a later session if they do not fit.
+# Budget (15 min of device time a session at present, the machine's start included):
+# check ~2 min, bench ~6 min; the full-size entries then go over later sessions
+# (each reproduce call resumes where the last one stopped).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-check}
