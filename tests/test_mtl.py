@@ -21,7 +21,7 @@ def conflicting(K, n, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("K", [2, 3, 4, 8, 16])
 @pytest.mark.parametrize("n", [64, 100_000])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("direction", ["equal", "maxmin"])
+@pytest.mark.parametrize("direction", ["equal", "maxmin", "proportional"])
 def test_hrgrad_positive_dot_with_every_task(K, n, dtype, direction):
     G = conflicting(K, n, dtype, seed=K)
     assert (mtl.cosines(G.double()) < 0).any()          # there is conflict
@@ -498,3 +498,46 @@ def test_options_write_out_the_defaults_and_rebuild_the_rule():
     assert mtl.weighting("dwa", temperature=3.0).options() == {"temperature": 3.0}
     with pytest.raises(ValueError, match="cannot name"):
         HRGrad(rates=EqualRates()).options()
+
+
+@pytest.mark.parametrize("K, n", [(2, 10), (5, 300), (16, 64), (7, 2000)])
+def test_proportional_direction_maximises_the_weighted_log_rates(K, n):
+    """``direction="proportional"``: ``d`` maximises ``sum_i r_i log(u_i . d)`` over unit
+    vectors (its weights solve ``w_i (M w)_i = r_i``; no nearby unit direction does
+    better), every task descends, the result ignores the gradients' lengths, and with no
+    common descent direction it falls back to the equal-rate one."""
+    from sciml.mtl.hrgrad import MinNormDirection, ProportionalDirection, proportional_weights
+
+    G = conflicting(K, n, seed=K + 1)
+    if K == 7:                          # nearly parallel gradients
+        G = G[0] + 0.05 * G
+    U = G / G.norm(dim=1, keepdim=True)
+    r = torch.rand(K, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) + 0.5
+    M = U @ U.T
+    w = proportional_weights(M, r)
+    assert (w > 0).all() and torch.allclose(w * (M @ w), r, rtol=0, atol=1e-8)
+    d = ProportionalDirection()(U, r)
+    assert float(d.norm()) == pytest.approx(1.0) and (U @ d > 0).all()
+
+    def objective(v):
+        return float((r * torch.log(U @ v)).sum())
+
+    g = torch.Generator().manual_seed(7)
+    best = objective(d)
+    for _ in range(200):
+        v = d + 1e-3 * torch.randn(n, generator=g, dtype=torch.float64)
+        v = v / v.norm()
+        if (U @ v > 0).all():
+            assert objective(v) <= best + 1e-12
+    # through the rule: lengths of the task gradients do not matter
+    scale = torch.logspace(-3, 3, K, dtype=torch.float64)[:, None]
+    losses = torch.rand(K, dtype=torch.float64, generator=torch.Generator().manual_seed(8)) + 0.1
+    a, b = mtl.aggregator("hrgrad", direction="proportional"), mtl.aggregator("hrgrad", direction="proportional")
+    a(G, 2 * losses), b(scale * G, 2 * losses)
+    assert torch.allclose(a(G, losses), b(scale * G, losses), rtol=1e-7, atol=1e-12)
+    assert mtl.aggregator("hrgrad", direction="proportional").options()["direction"] == "proportional"
+    # two opposite gradients: no direction descends for both; the equal-rate fallback
+    V = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], dtype=torch.float64)
+    one = torch.ones(2, dtype=torch.float64)
+    assert proportional_weights(V @ V.T, one) is None
+    assert torch.equal(ProportionalDirection()(V, one), MinNormDirection()(V, one))

@@ -52,6 +52,17 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    (``u_i . d >= r_i |v| > 0`` for linearly independent gradients); (b) holds for the
    tasks the point rests on, the others progress faster.
 
+   ``direction="proportional"`` (:class:`ProportionalDirection`) maximises ``sum_i r_i
+   log(u_i . d)`` over unit ``d``: proportional fairness instead of max-min fairness (a
+   task's rate counts through its logarithm, so no task is starved and none decides
+   alone). Its weights ``w`` solve ``w_i (U U^T w)_i = r_i`` (:func:`proportional_weights`,
+   Newton's method on a strictly convex ``K``-variable problem), so ``u_i . d > 0`` for
+   every task. With ``r = 1`` it is Nash-MTL's direction (Navon et al., ICML 2022), which
+   depends on the gradients only through their directions; HRGrad adds the loss-ratio
+   rates as the bargaining weights, the unit length and the conflict scaling. Added
+   because Nash-MTL was level with or ahead of the max-min direction at the mid sizes
+   (docs/hrgrad.md); measured there beside the others.
+
    Why the default is ``maxmin``: in paired runs (same seed, only the direction
    changed; mid sizes of docs/hrgrad.md, "The max-min direction") it lowered HRGrad's
    worst-eps error in seven of nine pairs and on the mean of two problems of three: BGK
@@ -252,7 +263,72 @@ class MaxMinDirection:
         return d / d.norm().clamp_min(1e-300)
 
 
-DIRECTIONS = {"equal": MinNormDirection, "maxmin": MaxMinDirection}
+def proportional_weights(M: torch.Tensor, r: torch.Tensor, *, tol: float = 1e-9,
+                         max_iter: int = 100) -> torch.Tensor | None:
+    """The weights ``w > 0`` with ``w_i (M w)_i = r_i`` for a positive semi-definite Gram
+    matrix ``M`` (``K x K``) and ``r > 0``: the minimiser of the strictly convex
+    ``w^T M w / 2 - sum_i r_i log w_i``, by Newton's method with a backtracking step that
+    keeps ``w > 0`` (the same system as Nash-MTL's ``G G^T alpha = 1 / alpha``, Navon et
+    al., ICML 2022, eq. 2, with weights ``r``). ``None`` when the objective is unbounded
+    below (a positive combination of the vectors vanishes: no direction has a positive
+    dot product with all of them) or Newton does not reach ``max_i |w_i (M w)_i - r_i| <=
+    tol max_i r_i``."""
+    M = M.detach().to("cpu", torch.float64)
+    r = r.detach().to("cpu", torch.float64)
+    a = float(M.sum())
+    if not a > 0:
+        return None
+    w = torch.full_like(r, (float(r.sum()) / a) ** 0.5)      # the best multiple of (1, ..., 1)
+
+    def f(v):
+        return 0.5 * float(v @ M @ v) - float((r * torch.log(v)).sum())
+
+    def converged(v):
+        return float((v * (M @ v) - r).abs().max()) <= tol * float(r.max())
+
+    for _ in range(max_iter):
+        if converged(w):
+            return w
+        g = M @ w - r / w
+        p = -torch.linalg.solve(M + torch.diag(r / w ** 2), g)
+        dec = float(-(g @ p))                                # Newton decrement squared
+        t, neg = 1.0, p < 0
+        if bool(neg.any()):                                  # stay inside w > 0
+            t = min(1.0, 0.99 * float((-w[neg] / p[neg]).min()))
+        f0 = f(w)
+        while t > 1e-12 and f(w + t * p) > f0 - 0.25 * t * dec:
+            t *= 0.5
+        if t <= 1e-12:                                       # no progress left (rounding)
+            break
+        w = w + t * p
+        if not bool(torch.isfinite(w).all()) or float(w.max()) > 1e12:    # unbounded: w grows without end
+            return None
+    return w if converged(w) else None
+
+
+@dataclass
+class ProportionalDirection:
+    """The unit ``d`` that maximises ``sum_i r_i log(u_i . d)``: proportional fairness
+    among the tasks, weighted by their rates (see module doc). ``d`` is proportional to
+    ``U^T w`` with ``w_i (U U^T w)_i = r_i`` (:func:`proportional_weights`), so
+    ``u_i . d = r_i / (w_i |U^T w|) > 0`` for every task; a task's rate is larger the
+    smaller its weight. With ``r = 1`` this is Nash-MTL's direction: the Nash bargaining
+    solution ``max sum_i log(g_i . d)``, ``|d| <= 1``, depends on the gradients only
+    through their directions, since ``log(g_i . d) = log |g_i| + log(u_i . d)``. When no
+    direction descends for every task it falls back to :class:`MinNormDirection`."""
+
+    tol: float = 1e-12
+
+    def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+        gram = U @ U.T if gram is None else gram
+        w = proportional_weights(gram, r, tol=self.tol)
+        if w is None:
+            return MinNormDirection()(U, r, gram)
+        d = w.to(U.device, U.dtype) @ U
+        return d / d.norm().clamp_min(1e-300)
+
+
+DIRECTIONS = {"equal": MinNormDirection, "maxmin": MaxMinDirection, "proportional": ProportionalDirection}
 
 
 # ---- magnitude -------------------------------------------------------------------------------
@@ -303,7 +379,7 @@ class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
     ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
     (:class:`MaxMinDirection` by default, or a name: ``"maxmin"`` = it, ``"equal"`` =
-    :class:`MinNormDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
+    :class:`MinNormDirection`, ``"proportional"`` = :class:`ProportionalDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
     ``magnitude`` (:class:`ConflictScaled` over
     :class:`UnitLength` by default, or any callable ``(G, d_hat, cos) -> length``).
     The numbers ``alpha`` (rotation strength), ``gamma`` (conflict scaling),
