@@ -67,6 +67,8 @@ def main(argv=None) -> None:
     print("singular values of the unit gradients / largest:", " ".join(f"{v:.2g}" for v in (sv / sv[0]).tolist()))
     rules = [("HRGrad exact (alpha=0)", mtl.aggregator("hrgrad", alpha=0, direction="equal")), ("ConFIG (TorchJD)", mtl.aggregator("config")),
              ("HRGrad maxmin (alpha=0)", mtl.aggregator("hrgrad", alpha=0, direction="maxmin")),
+             ("HRGrad proportional (a=0)", mtl.aggregator("hrgrad", alpha=0, direction="proportional")),
+             ("Nash-MTL (TorchJD)", mtl.aggregator("nashmtl")),
              ("sum", mtl.aggregator("sum"))]
     rules += [(f"HRGrad alpha=0 rcond={rc}", mtl.aggregator("hrgrad", alpha=0, rcond=float(rc)))
               for rc in args.rcond.split(",") if rc]
