@@ -296,7 +296,9 @@ def proportional_weights(M: torch.Tensor, r: torch.Tensor, *, tol: float = 1e-9,
         if bool(neg.any()):                                  # stay inside w > 0
             t = min(1.0, 0.99 * float((-w[neg] / p[neg]).min()))
         f0 = f(w)
-        while t > 1e-12 and f(w + t * p) > f0 - 0.25 * t * dec:
+        # backtracking (Armijo), unless the decrease is below what f can resolve in
+        # float64: there Newton is in its quadratic phase and takes the full step
+        while dec > 1e-12 * (abs(f0) + 1.0) and t > 1e-12 and f(w + t * p) > f0 - 0.25 * t * dec:
             t *= 0.5
         if t <= 1e-12:                                       # no progress left (rounding)
             break
@@ -317,7 +319,7 @@ class ProportionalDirection:
     through their directions, since ``log(g_i . d) = log |g_i| + log(u_i . d)``. When no
     direction descends for every task it falls back to :class:`MinNormDirection`."""
 
-    tol: float = 1e-12
+    tol: float = 1e-9
 
     def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
         gram = U @ U.T if gram is None else gram
