@@ -536,6 +536,13 @@ def test_proportional_direction_maximises_the_weighted_log_rates(K, n):
     a(G, 2 * losses), b(scale * G, 2 * losses)
     assert torch.allclose(a(G, losses), b(scale * G, losses), rtol=1e-7, atol=1e-12)
     assert mtl.aggregator("hrgrad", direction="proportional").options()["direction"] == "proportional"
+    # well-posed problems (a common descent direction exists) never fall back, also when
+    # Newton reaches float64's resolution before the tolerance
+    for seed in range(20):
+        H = conflicting(K, 200, seed=seed)
+        V = H / H.norm(dim=1, keepdim=True)
+        rr = torch.rand(K, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) + 0.5
+        assert proportional_weights(V @ V.T, rr) is not None, seed
     # two opposite gradients: no direction descends for both; the equal-rate fallback
     V = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], dtype=torch.float64)
     one = torch.ones(2, dtype=torch.float64)
