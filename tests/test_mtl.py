@@ -548,3 +548,35 @@ def test_proportional_direction_maximises_the_weighted_log_rates(K, n):
     one = torch.ones(2, dtype=torch.float64)
     assert proportional_weights(V @ V.T, one) is None
     assert torch.equal(ProportionalDirection()(V, one), MinNormDirection()(V, one))
+
+
+@pytest.mark.parametrize("direction", ["maxmin", "proportional"])
+def test_hrgrad_counts_the_steps_whose_direction_fell_back(direction):
+    """``HRGrad.stats()["direction_fallbacks"]`` counts the steps at which no direction
+    descended for every task (the direction fell back to the equal-rate one); the count
+    is part of the rule's state, so it survives a checkpoint."""
+    rule = mtl.aggregator("hrgrad", direction=direction)
+    losses = torch.ones(3, dtype=torch.float64)
+    assert rule.stats() == {"direction_fallbacks": 0}
+    for seed in range(5):                       # well posed: never falls back
+        rule(conflicting(3, 50, seed=seed), losses)
+    assert rule.stats() == {"direction_fallbacks": 0} and rule.direction.fell_back is False
+    G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    rule(G, losses), rule(G, losses)            # g_1 = -g_2: nothing descends for both
+    assert rule.stats() == {"direction_fallbacks": 2} and rule.direction.fell_back is True
+    again = mtl.aggregator("hrgrad", direction=direction)
+    again.load_state_dict(rule.state_dict())
+    assert again.stats() == {"direction_fallbacks": 2}
+    assert rule.options() == again.options()    # the flag is not an option, nor compared
+    assert mtl.aggregator("sum").stats() == {}
+
+
+def test_hrgrad_rcond_counts_rejected_cutoffs():
+    """With ``rcond`` the cut-off solve is rejected (and counted) when it would lose a
+    task: here the third gradient is a tiny perturbation the cut-off drops."""
+    U = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7071, -0.7071 + 1e-4]], dtype=torch.float64)
+    U = U / U.norm(dim=1, keepdim=True)
+    rule = mtl.aggregator("hrgrad", rcond=0.5, alpha=0.0)
+    d = rule(U, torch.ones(3, dtype=torch.float64))
+    assert (U @ d > 0).all()
+    assert rule.stats()["direction_fallbacks"] == rule.direction.fell_back

@@ -121,6 +121,9 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
     if rule == "hrgrad":
         # the update had a positive dot product with every task gradient at every logged step
         assert np.all(sol.history["monitor_min_cos_update"] > 0)
+        # the rule's own counter: steps whose direction fell back (a running count)
+        fb = sol.history["monitor_direction_fallbacks"]
+        assert np.all(fb >= 0) and np.all(np.diff(fb) >= 0) and np.all(fb == np.round(fb))
     if rule != "weighting=dwa":
         # per-task diagnostics: gradient norm, cosine with the update, relative rate
         h, tasks = sol.history, ("eps1", "eps0.001", "eps1e-08")

@@ -85,7 +85,7 @@ class TaskBackward:
         else:
             agg = self.aggregator
             update = agg(G, L.to(G.dtype)) if agg is not None else G.sum(0)
-            extra = {}
+            extra = {"stats": agg.stats()} if agg is not None else {}
         offset = 0
         for p in params:
             n = p.numel()

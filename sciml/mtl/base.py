@@ -73,6 +73,11 @@ class Aggregator(abc.ABC):
         if state:
             raise ValueError(f"{self.name} is stateless but got state {sorted(state)}")
 
+    def stats(self) -> dict:
+        """Counters the rule keeps about its own work (plain numbers, logged with the
+        per-step diagnostics; e.g. how often a direction fell back); none by default."""
+        return {}
+
     def options(self) -> dict:
         """The keyword options that rebuild this rule by name
         (``sciml.mtl.aggregator(self.name, **self.options())``), its defaults written out.

@@ -104,7 +104,7 @@ permutation of the tasks (the result does not change); NaN or Inf input raises a
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -167,6 +167,7 @@ class MinNormDirection:
 
     ridge: float = 1e-12
     rcond: float = 0.0
+    fell_back: bool = field(default=False, init=False, compare=False, repr=False)   # last call: cut-off rejected
 
     def __post_init__(self):
         if not 0.0 <= self.rcond < 1.0:
@@ -178,6 +179,7 @@ class MinNormDirection:
         gram = U @ U.T if gram is None else gram             # given by HRGrad, which needs it anyway
         K = gram.shape[0]
         r = r.to(gram.device)
+        self.fell_back = False
         if self.rcond > 0:
             lam, V = torch.linalg.eigh(gram)
             keep = lam > (self.rcond ** 2) * lam.max()
@@ -186,6 +188,7 @@ class MinNormDirection:
             if bool(((gram @ alpha) > 0).all()):        # u_i . d = (U U^T alpha)_i
                 d = alpha @ U
                 return d / d.norm().clamp_min(1e-300)
+            self.fell_back = True
         shift = self.ridge * float(torch.diagonal(gram).sum())
         alpha = torch.linalg.solve(gram + shift * torch.eye(K, dtype=gram.dtype, device=gram.device), r)
         d = alpha @ U
@@ -249,6 +252,7 @@ class MaxMinDirection:
     back to :class:`MinNormDirection`."""
 
     tol: float = 1e-12
+    fell_back: bool = field(default=False, init=False, compare=False, repr=False)   # last call fell back
 
     def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
         r = r.to(U.device, U.dtype)
@@ -257,7 +261,8 @@ class MaxMinDirection:
         gram = gram_u / torch.outer(r, r)                  # the Gram matrix of the u_i / r_i
         w = min_norm_weights(gram, tol=self.tol).to(gram.dtype)
         norm2 = float(w @ gram @ w)
-        if norm2 <= 1e-20 * float(torch.diagonal(gram).max()):
+        self.fell_back = norm2 <= 1e-20 * float(torch.diagonal(gram).max())
+        if self.fell_back:
             return MinNormDirection()(U, r, gram_u)
         d = w @ A
         return d / d.norm().clamp_min(1e-300)
@@ -290,7 +295,12 @@ def proportional_weights(M: torch.Tensor, r: torch.Tensor, *, tol: float = 1e-9,
         if converged(w):
             return w
         g = M @ w - r / w
-        p = -torch.linalg.solve(M + torch.diag(r / w ** 2), g)
+        p, info = torch.linalg.solve_ex(M + torch.diag(r / w ** 2), g)
+        if int(info) != 0 or not bool(torch.isfinite(p).all()):
+            # M + diag(r / w^2) singular to rounding: w has grown until r / w^2 vanishes
+            # beside M, which happens only along a null direction of M (unbounded below)
+            return None
+        p = -p
         dec = float(-(g @ p))                                # Newton decrement squared
         t, neg = 1.0, p < 0
         if bool(neg.any()):                                  # stay inside w > 0
@@ -320,10 +330,12 @@ class ProportionalDirection:
     direction descends for every task it falls back to :class:`MinNormDirection`."""
 
     tol: float = 1e-9
+    fell_back: bool = field(default=False, init=False, compare=False, repr=False)   # last call fell back
 
     def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
         gram = U @ U.T if gram is None else gram
         w = proportional_weights(gram, r, tol=self.tol)
+        self.fell_back = w is None
         if w is None:
             return MinNormDirection()(U, r, gram)
         d = w.to(U.device, U.dtype) @ U
@@ -431,6 +443,8 @@ class HRGrad(Aggregator):
         r_all = self.rates(losses, G.shape[0], self.state).to(Gd.device)
         cos = U @ U.T                   # the unit gradients' Gram matrix, shared by direction and magnitude
         d_hat = self.direction(U, r_all[active], cos)
+        if getattr(self.direction, "fell_back", False):
+            self.state["direction_fallbacks"] = self.state.get("direction_fallbacks", torch.tensor(0)) + 1
         length = self.magnitude(Ga, d_hat, cos)
         return (length * d_hat).to(G.dtype)
 
@@ -451,6 +465,13 @@ class HRGrad(Aggregator):
         if isinstance(direction, MinNormDirection):
             out["rcond"] = direction.rcond
         return out
+
+    def stats(self) -> dict:
+        """``direction_fallbacks``: the steps so far (over resumes) at which the direction
+        fell back (max-min / proportional: no direction descends for every task;
+        ``rcond``: the cut-off would have lost a task), and the equal-rate direction was
+        taken instead."""
+        return {"direction_fallbacks": int(self.state.get("direction_fallbacks", 0))}
 
     def state_dict(self) -> dict:
         return {k: v.clone() for k, v in self.state.items()}

@@ -53,7 +53,8 @@ class _MTLMonitor:
     ``grad_norm_T`` (``|g_T|``), ``cos_update_T`` (cosine of the update with
     ``g_T``) and ``rate_T = g_T . update / L_T``, the first-order relative decrease
     of the task's loss per unit learning rate (how the rule shares progress among
-    the tasks)."""
+    the tasks), and the rule's own counters (``Aggregator.stats``, e.g. HRGrad's
+    ``direction_fallbacks``)."""
 
     def __init__(self, hook):
         self.hook = hook
@@ -71,6 +72,7 @@ class _MTLMonitor:
                 out[f"grad_norm_{name}"], out[f"cos_update_{name}"], out[f"rate_{name}"] = gn, cu, rate
         for k, w in enumerate(d.get("weights", [])):
             out[f"weight_{k}"] = float(w)
+        out.update({k: float(v) for k, v in d.get("stats", {}).items()})
         return out
 
 
