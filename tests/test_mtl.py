@@ -150,6 +150,14 @@ def test_alignedmtl_and_nashmtl_on_orthogonal_gradients():
     v = mtl.aggregator("nashmtl", max_norm=100.0, optim_niter=200)(G.float())
     proj = v.double() @ (G / G.norm(dim=1, keepdim=True)).T
     assert (proj > 0).all() and torch.allclose(proj, proj.mean().expand(3), rtol=5e-2)
+    # one task: a^2 |g|^2 = 1, the unit gradient (capped at max_norm)
+    g = torch.tensor([[3.0, 4.0]])
+    assert torch.allclose(mtl.aggregator("nashmtl", max_norm=100.0)(g), torch.tensor([0.6, 0.8]))
+    assert torch.allclose(mtl.aggregator("nashmtl", max_norm=0.5)(g), torch.tensor([0.3, 0.4]))
+    # the update does not depend on G's scale, also where G G^T underflows float32
+    ref = mtl.aggregator("nashmtl", max_norm=100.0, optim_niter=200)(G.float())
+    tiny = mtl.aggregator("nashmtl", max_norm=100.0, optim_niter=200)(1e-30 * G.float())
+    assert torch.isfinite(tiny).all() and torch.allclose(tiny, ref, rtol=1e-3)
 
 
 def test_registry_and_diagnostics():
@@ -580,3 +588,35 @@ def test_hrgrad_rcond_counts_rejected_cutoffs():
     d = rule(U, torch.ones(3, dtype=torch.float64))
     assert (U @ d > 0).all()
     assert rule.stats()["direction_fallbacks"] == rule.direction.fell_back
+
+
+def _degenerate(dtype, n=50):
+    g = torch.Generator().manual_seed(11)
+    a, b, c = (torch.randn(n, generator=g, dtype=dtype) for _ in range(3))
+    return {"opposite, K = 3": torch.stack([a, -a, b]), "opposite, K = 2": torch.stack([a, -a]),
+            "duplicate": torch.stack([a, a, b]), "zero row": torch.stack([a, torch.zeros_like(a), b]),
+            "all zero": torch.zeros(3, n, dtype=dtype), "K = 1": a[None],
+            "norms 1e-8 to 1e8": torch.stack([1e-8 * a, 1e8 * b, c]), "norms 1e-30": 1e-30 * torch.stack([a, b, c]),
+            "nearly parallel": torch.stack([a, a + 1e-9 * b, a + 1e-9 * c]),
+            "collinear, opposite signs": torch.stack([a, -2 * a, 3 * a]),
+            "K = 16, rank 2": torch.randn(16, 2, generator=g, dtype=dtype) @ torch.randn(2, n, generator=g, dtype=dtype)}
+
+
+@pytest.mark.parametrize("rule", sorted(set(mtl.AGGREGATORS) - {"hrgrad"})
+                         + [f"hrgrad:{d}" for d in ("maxmin", "equal", "proportional")] + ["hrgrad:rcond"])
+def test_every_rule_survives_degenerate_matrices(rule):
+    """Every aggregator returns a finite update of G's shape and dtype (two steps, so
+    that stateful rules see their own state) on matrices where the rules' problems
+    degenerate: opposite or duplicated or zero gradients, one task, norms far from 1,
+    nearly parallel or rank-deficient gradients (a Nash-MTL crash on K = 1 and on
+    float32 underflow was found this way)."""
+    name, _, variant = rule.partition(":")
+    options = {"rcond": 0.1} if variant == "rcond" else ({"direction": variant} if variant else {})
+    for dtype in (torch.float32, torch.float64):
+        for case, G in _degenerate(dtype).items():
+            agg = mtl.aggregator(name, **options)
+            losses = torch.linspace(0.5, 1.5, G.shape[0], dtype=dtype)
+            for _ in range(2):
+                u = agg(G, losses)
+                assert u.shape == G[0].shape and u.dtype == dtype, (case, dtype)
+                assert torch.isfinite(u).all(), (case, dtype)

@@ -130,6 +130,16 @@ class NashMTL(TorchJD):
     def aggregate(self, G, losses):
         if not bool(G.any()):           # no task moves: no update (TorchJD's convex problem fails on zeros)
             return torch.zeros(G.shape[1], dtype=G.dtype, device=G.device)
+        if G.shape[0] == 1:             # alpha^2 |g|^2 = 1: the unit gradient (cvxpy rejects the 1 x 1 problem)
+            update = G[0] / G[0].norm()
+            cap = float(self.options()["max_norm"])
+            return _scaled(update * cap if 0 < cap < 1 else update, self.length)
+        gram_norm = float(torch.linalg.norm(G @ G.T))
+        if not 0.0 < gram_norm < float("inf"):
+            # G G^T under- or overflows in G's dtype (TorchJD divides by its norm): scale G
+            # by a power of two; the Nash update alpha @ G does not depend on G's scale
+            k = round(float(torch.log2(G.double().norm(dim=1).max())))
+            G = G * 2.0 ** -k
         if self.impl is None or self.impl_tasks != G.shape[0]:
             self.impl = _torchjd("NashMTL")(n_tasks=G.shape[0], **self.kwargs)
             self.impl_tasks = G.shape[0]
