@@ -16,6 +16,12 @@ do), the ``K`` backwards together cost about one summed backward; when the tasks
 share one forward, each backward re-traverses the shared part (see
 ``benchmarks/mtl.py``).
 
+Under ``torch.distributed`` (torchrun) every rank holds its own points: the task losses
+and the ``K x n`` task gradients are averaged over the ranks before the rule sees them,
+so that every rank applies the rule to the global task gradients (a nonlinear rule
+applied per rank and then averaged is another rule) and keeps the same state. The
+trainer's gradient averaging then averages equal updates.
+
 The hook holds the aggregator's / weighting's state (``state_dict``); pass it as the
 trainer's ``extra_state`` so that ``--resume`` is exact. ``last`` holds the
 diagnostics of the last step (pairwise cosines, cosine of the update with every
@@ -35,6 +41,17 @@ def task_of(name: str) -> str:
     if "/" not in name:
         raise ValueError(f"multi-task loss term {name!r} must be named '<task>/<term>'")
     return name.split("/", 1)[0]
+
+
+def _rank_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x`` averaged over the ranks of an initialised ``torch.distributed`` group
+    (itself when there is none or one rank)."""
+    d = torch.distributed
+    if not (d.is_available() and d.is_initialized()) or d.get_world_size() == 1:
+        return x
+    x = x.detach().clone()
+    d.all_reduce(x)
+    return x / d.get_world_size()
 
 
 class TaskBackward:
@@ -71,13 +88,13 @@ class TaskBackward:
     def __call__(self, terms: Mapping[str, torch.Tensor], params: list[torch.nn.Parameter]) -> torch.Tensor:
         names, losses = self.task_losses(terms)
         total = torch.stack(losses).sum()
-        L = torch.stack([x.detach() for x in losses])
+        L = _rank_mean(torch.stack([x.detach() for x in losses]))     # the rule sees global losses
         if self.weighting is not None and not self.weighting.needs_grad_norms:
             w = self.weighting(L).to(total.dtype).to(total.device)
             (torch.stack(losses) * w).sum().backward()
             self.last = {"task_losses": L.double().tolist(), "weights": w.double().tolist()}
             return total.detach()
-        G = self.task_gradients(losses, params)
+        G = _rank_mean(self.task_gradients(losses, params))          # ... and global task gradients
         if self.weighting is not None:      # GradNorm: weights from the task gradient norms
             w = self.weighting(L, G.norm(dim=1)).to(G.dtype).to(G.device)
             update = w @ G
