@@ -37,6 +37,7 @@ from .solvers.metacolloc import Collocation, MaxNormRows, MetaCollocSolver, Newt
 from .solvers.reference import ReferenceSolver
 from .train import TrainConfig
 from .train import Constant, Cosine, StepDecay
+from .train import distributed
 
 
 # ---- problems ------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ def _solve_pde(run, *, out, device) -> Solution:
     sol = Solution(solver=solver_obj.name, grid=res["grid"], fields=res["fields"],
                    dims={k: names for k in res["fields"]}, metrics=res["metrics"], reference=res["reference"],
                    history={}, config_text=run.yaml_text, meta={**res["meta"], "problem": cfg.problem.name})
-    if out is not None:
+    if out is not None and distributed.is_main():
         sol.save(out)
     return sol
 
@@ -284,7 +285,7 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     published = npz(cfg.reference.published, "published") if cfg.reference.published is not None else None
 
     train_dir = Path(out) / "train" if out is not None else None
-    if train_dir is not None and not isinstance(solver_obj, ReferenceSolver):
+    if train_dir is not None and not isinstance(solver_obj, ReferenceSolver) and distributed.is_main():
         # written before training, so that --resume of an interrupted run (checkpoint,
         # no result.h5 yet) is checked against the configuration it was started with
         train_dir.mkdir(parents=True, exist_ok=True)
@@ -308,7 +309,8 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
         metrics.update({f"published_{k}": v for k, v in m.items()})
     sol = Solution(solver=solver_obj.name, grid={"t": times, "x": x}, fields=res["fields"],
                    dims={k: ("t", "x") for k in res["fields"]}, metrics=metrics, reference=reference, history=res["history"],
-                   config_text=run.yaml_text, meta={**res["meta"], "problem": cfg.problem.name})
-    if out is not None:
+                   config_text=run.yaml_text, meta={**res["meta"], "problem": cfg.problem.name,
+                                                    "world_size": distributed.world_size()})
+    if out is not None and distributed.is_main():     # under torchrun rank 0 writes
         sol.save(out)
     return sol

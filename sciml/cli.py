@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 def _metacolloc(args) -> int:
     import yaml
 
+    if (code := _single_process("sciml metacolloc train")) is not None:
+        return code
+
     from .config.loader import read_yaml
     from .config.problem import MetaTrainSpec
     from .config.schema import apply_overrides, build, to_dict
@@ -89,20 +92,43 @@ def _metacolloc(args) -> int:
 def _solve(args) -> int:
     from .api import solve
     from .config import load_run
+    from .train import distributed
 
     run = load_run(args.file, solver=args.solver, overrides=args.overrides)  # validate before writing
     out = Path(args.out) if args.out else Path("runs") / run.config.problem.name
-    sol = solve(args.file, solver=args.solver, overrides=args.overrides, out=out, device=args.device,
-                resume=args.resume, progress=not args.quiet)
+    with distributed.process_group():      # under torchrun: one group, rank 0 writes and prints
+        sol = solve(args.file, solver=args.solver, overrides=args.overrides, out=out, device=args.device,
+                    resume=args.resume, progress=not args.quiet)
+        if not distributed.is_main():
+            return 0
+        world = distributed.world_size()
     print(sol.summary())
+    if world > 1:
+        print(f"trained by {world} processes (torch.distributed)")
     print(f"wrote {out / 'result.h5'}")
     for f in sol.figures:
         print(f"wrote {f}")
     return 0
 
 
+def _single_process(command: str) -> int | None:
+    """``sciml reproduce`` and ``sciml metacolloc train`` run in one process: under
+    torchrun (``WORLD_SIZE`` > 1) they stop before anything is written, exit code 2."""
+    from .train.distributed import launched_world_size
+
+    if launched_world_size() > 1:
+        print(f"sciml: {command} runs in one process, not under torchrun (WORLD_SIZE > 1); "
+              "use torchrun with `sciml solve`, or give each process its own --methods/--seeds and "
+              "--device", file=sys.stderr)
+        return EXIT_CONFIG
+    return None
+
+
 def _reproduce(args) -> int:
     import yaml
+
+    if (code := _single_process("sciml reproduce")) is not None:
+        return code
 
     from .config import ConfigError
     from .validation import load_entry, reproduce

@@ -372,3 +372,39 @@ def test_variant_from_the_command_line(tmp_path, capsys):
         assert main(args + ["--variant", bad, "--out", str(tmp_path / "bad")]) == 2
         assert words in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_solve_under_torchrun_two_cpu_ranks(tmp_path):
+    """``torchrun --nproc_per_node=2 -m sciml solve``: one gloo group on the CPU, each
+    rank its own points, rank 0 writes once and prints once; the multi-task rule sees
+    the global task gradients (tests/test_mtl.py) and the checkpoint holds both ranks'
+    random streams. ``sciml reproduce`` refuses torchrun (exit 2, nothing written)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    sets = [f"--set=solver.training.{k}={v}" for k, v in (("steps", 10), ("log_every", 5), ("checkpoint_every", 5))]
+    sets += ["--set=problem.eps=[1.0, 1.0e-3]", "--set=solver.network.width=16", "--set=solver.density_network.width=16",
+             "--set=solver.points={interior: 32, boundary: 16, initial: 16}", "--set=solver.velocity_nodes=8",
+             "--set=output.nx=20"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "sciml", "solve", str(MULTI), *sets, "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("trained by 2 processes") == 1 and r.stdout.count("wrote ") >= 1
+    from sciml.io import read_result
+
+    res = read_result(out / "result.h5")
+    assert int(res["attrs"]["world_size"]) == 2 and np.isfinite(res["metrics"]["worst_rel_l2_rho"])
+    ck = torch.load(out / "train" / "checkpoint.pt", weights_only=False)
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2
+    assert not torch.equal(ck["rng"][0]["generator"], ck["rng"][1]["generator"])
+    # the same command as one process records world_size 1
+    single = sciml.solve(MULTI, overrides=[s.removeprefix("--set=") for s in sets], progress=False)
+    assert single.meta["world_size"] == 1
+    r = subprocess.run([sys.executable, "-m", "sciml", "reproduce", "lt_evenodd_kn1e-3", "--quick",
+                        "--out", str(tmp_path / "rep")], capture_output=True, text=True,
+                       env=dict(env, WORLD_SIZE="2"), timeout=120)
+    assert r.returncode == 2 and "not under torchrun" in r.stderr and not (tmp_path / "rep").exists()

@@ -69,6 +69,8 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
+from .distributed import current as _dist
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -318,11 +320,6 @@ class CheckpointMismatch(ValueError):
     """A checkpoint that does not fit the model or optimiser it is loaded into."""
 
 
-def _dist():
-    d = torch.distributed
-    if d.is_available() and d.is_initialized():
-        return d
-    return None
 
 
 def _np_state() -> dict:
