@@ -248,8 +248,17 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
     ``out``: directory for ``result.h5``, figures and checkpoints (nothing is
     saved when ``None``; call ``.save(dir)`` on the result later). ``resume``:
     continue training from ``out``'s last checkpoint.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the processes form one group for the call
+    (unless one exists already): each trains on its own points, rank 0 writes.
     """
     run = load_run(config, solver=solver, overrides=overrides)
+    with distributed.process_group():
+        return _solve(run, out=out, device=device, resume=resume, progress=progress)
+
+
+def _solve(run, *, out, device, resume, progress) -> Solution:
+    """:func:`solve` on a loaded run configuration."""
     cfg = run.config
     output = cfg.output
     saved = _saved_config(out) if resume and out is not None else None
