@@ -37,7 +37,7 @@ from .solvers.metacolloc import Collocation, MaxNormRows, MetaCollocSolver, Newt
 from .solvers.reference import ReferenceSolver
 from .train import TrainConfig
 from .train import Constant, Cosine, StepDecay
-from .train import distributed
+from . import distributed
 
 
 # ---- problems ------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def _metacolloc(args) -> int:
 def _solve(args) -> int:
     from .api import solve
     from .config import load_run
-    from .train import distributed
+    from . import distributed
 
     run = load_run(args.file, solver=args.solver, overrides=args.overrides)  # validate before writing
     out = Path(args.out) if args.out else Path("runs") / run.config.problem.name
@@ -112,14 +112,12 @@ def _solve(args) -> int:
 
 
 def _single_process(command: str) -> int | None:
-    """``sciml reproduce`` and ``sciml metacolloc train`` run in one process: under
-    torchrun (``WORLD_SIZE`` > 1) they stop before anything is written, exit code 2."""
-    from .train.distributed import launched_world_size
+    """``sciml metacolloc train`` runs in one process: under torchrun (``WORLD_SIZE`` >
+    1) it stops before anything is written, exit code 2."""
+    from .distributed import launched_world_size
 
     if launched_world_size() > 1:
-        print(f"sciml: {command} runs in one process, not under torchrun (WORLD_SIZE > 1); "
-              "use torchrun with `sciml solve`, or give each process its own --methods/--seeds and "
-              "--device", file=sys.stderr)
+        print(f"sciml: {command} runs in one process, not under torchrun (WORLD_SIZE > 1)", file=sys.stderr)
         return EXIT_CONFIG
     return None
 
@@ -127,8 +125,7 @@ def _single_process(command: str) -> int | None:
 def _reproduce(args) -> int:
     import yaml
 
-    if (code := _single_process("sciml reproduce")) is not None:
-        return code
+    from . import distributed
 
     from .config import ConfigError
     from .validation import load_entry, reproduce
@@ -157,9 +154,18 @@ def _reproduce(args) -> int:
         if name in variants:
             raise ConfigError(f"--variant {name}", "given twice")
         variants[name] = value
-    report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
-                       progress=not args.quiet, overrides=args.overrides, methods=methods, seeds=seeds,
-                       variants=variants)
+    if distributed.launched_world_size() > 1 and not entry.methods:
+        raise ConfigError("torchrun", f"validation entry {args.id!r} is one run, not a comparison; under "
+                                      "torchrun use `sciml solve` for one run on several processes")
+    # under torchrun the runs of a comparison are dealt out to the processes; rank 0 reports
+    import datetime
+
+    with distributed.process_group(timeout=datetime.timedelta(days=7)):   # ranks wait for the slowest's runs
+        report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
+                           progress=not args.quiet, overrides=args.overrides, methods=methods, seeds=seeds,
+                           variants=variants)
+    if report is None:
+        return 0
     print(report.text())
     return 0 if report.passed else 1
 

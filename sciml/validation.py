@@ -29,6 +29,7 @@ from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
+from . import distributed
 from .config.errors import ConfigError
 from .config.loader import config_differences, read_yaml
 from .config.schema import build, option, override_strings, parse_override
@@ -280,7 +281,7 @@ def with_variants(entry: Entry, variants: Mapping[str, Any]) -> Entry:
 def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str | None = None,
               resume: bool = False, progress: bool = True, overrides: Sequence[str] = (),
               methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-              variants: Mapping[str, Any] | None = None) -> Report:
+              variants: Mapping[str, Any] | None = None) -> Report | None:
     """Run a validation entry into ``out`` and check it.
 
     ``overrides``: ``KEY=VALUE`` strings applied after the entry's (and the quick
@@ -295,6 +296,10 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     table gives the mean over the seeds, the spread and each seed's ranking, and the
     target must be best on the mean. ``variants`` (comparison entries only): further
     named rules with options, added to the entry's methods (:func:`with_variants`).
+
+    In a torch.distributed group (``torchrun``; comparison entries only) the runs are
+    dealt out to the processes, each training alone on its own device, and rank 0 writes
+    the table and returns the report; the other ranks return ``None``.
     """
     from .api import solve
     from .plot import error_bars
@@ -316,6 +321,9 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     if seeds is not None and not entry.methods:
         raise ConfigError("seeds", f"validation entry {entry.id!r} compares no methods; seeds apply to "
                                    f"comparisons (set {SEED_KEY} for one run)")
+    if distributed.world_size() > 1 and not entry.methods:
+        raise ConfigError("torchrun", f"validation entry {entry.id!r} is one run, not a comparison; under "
+                                      f"torchrun use `sciml solve` for one run on several processes")
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
                         progress=progress, only=methods, shown=shown, seeds=seeds)
@@ -477,9 +485,10 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
 
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
              progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = (),
-             seeds: Sequence[int] | None = None) -> Report:
+             seeds: Sequence[int] | None = None) -> Report | None:
     """One run per method (``out/<method>/``), or per method and seed
-    (``out/<method>/seed<k>/``); table, figure and the target's checks."""
+    (``out/<method>/seed<k>/``); table, figure and the target's checks (``None`` on
+    the ranks other than 0 of a torch.distributed group)."""
     from . import mtl
     from .api import solve
     from .config import load_run
@@ -526,12 +535,23 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
             if only is None or name in only:
                 raise
             inapplicable[name] = str(err)
-    for name in (methods if only is None else [m for m in methods if m in only]):
-        for seed in units:
-            if resume and finished_run(run_dir(name, seed), configs[name, seed]) is not None:
-                continue
+    pending = [(name, seed) for name in (methods if only is None else [m for m in methods if m in only])
+               for seed in units
+               if not (resume and finished_run(run_dir(name, seed), configs[name, seed]) is not None)]
+    # under torchrun the runs are dealt out to the processes, each training alone on its
+    # device; every rank has made its list before any run starts, and rank 0 waits for
+    # all before it reads them back
+    rank, world = distributed.rank(), distributed.world_size()
+    distributed.barrier()
+    with distributed.independent():
+        for name, seed in pending[rank::world]:
+            if world > 1:
+                print(f"rank {rank}/{world}: {run_dir(name, seed).relative_to(out)}", flush=True)
             solve(problem, solver=entry.solver, overrides=settings(name, seed), out=run_dir(name, seed),
-                  device=device, resume=resume, progress=progress)
+                  device=device, resume=resume, progress=progress and rank == 0)
+    distributed.barrier()
+    if not distributed.is_main():
+        return None
     per_seed_runs = {}                  # method -> {seed: metrics} of the finished runs
     for name in methods:
         if name in inapplicable:

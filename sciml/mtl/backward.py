@@ -33,6 +33,7 @@ from typing import Mapping
 
 import torch
 
+from ..distributed import current
 from .base import Aggregator, diagnostics
 from .weighting import Weighting
 
@@ -45,9 +46,10 @@ def task_of(name: str) -> str:
 
 def _rank_mean(x: torch.Tensor) -> torch.Tensor:
     """``x`` averaged over the ranks of an initialised ``torch.distributed`` group
-    (itself when there is none or one rank)."""
-    d = torch.distributed
-    if not (d.is_available() and d.is_initialized()) or d.get_world_size() == 1:
+    (itself when there is none, one rank, or this process works alone:
+    :func:`sciml.distributed.independent`)."""
+    d = current()
+    if d is None or d.get_world_size() == 1:
         return x
     x = x.detach().clone()
     d.all_reduce(x)

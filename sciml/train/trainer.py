@@ -69,7 +69,7 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
-from .distributed import current as _dist
+from ..distributed import current as _dist
 
 logger = logging.getLogger(__name__)
 
