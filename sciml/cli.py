@@ -65,9 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 def _metacolloc(args) -> int:
     import yaml
 
-    if (code := _single_process("sciml metacolloc train")) is not None:
-        return code
-
+    from . import distributed
     from .config.loader import read_yaml
     from .config.problem import MetaTrainSpec
     from .config.schema import apply_overrides, build, to_dict
@@ -80,8 +78,11 @@ def _metacolloc(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"metacolloc_basis_{spec.dim}d"
     command = " ".join(["sciml metacolloc train", args.file or "solvers/metacolloc_train_2d.yaml"]
                        + [f"--set {o}" for o in args.overrides] + (["--out", args.out] if args.out else []))
-    manifest = meta_train(spec, out, resume=args.resume, progress=not args.quiet, device=args.device,
-                          command=command, config_text=yaml.safe_dump(to_dict(spec), sort_keys=False))
+    with distributed.process_group():      # under torchrun: a larger meta-batch, rank 0 writes and prints
+        manifest = meta_train(spec, out, resume=args.resume, progress=not args.quiet, device=args.device,
+                              command=command, config_text=yaml.safe_dump(to_dict(spec), sort_keys=False))
+        if not distributed.is_main():
+            return 0
     v = manifest["validation"]
     print(f"held-out RMS error of the ridge fit: {v['untrained']:.3e} untrained -> {v['trained']:.3e} trained "
           f"({manifest['train_seconds_total']:.0f} s)")
@@ -109,17 +110,6 @@ def _solve(args) -> int:
     for f in sol.figures:
         print(f"wrote {f}")
     return 0
-
-
-def _single_process(command: str) -> int | None:
-    """``sciml metacolloc train`` runs in one process: under torchrun (``WORLD_SIZE`` >
-    1) it stops before anything is written, exit code 2."""
-    from .distributed import launched_world_size
-
-    if launched_world_size() > 1:
-        print(f"sciml: {command} runs in one process, not under torchrun (WORLD_SIZE > 1)", file=sys.stderr)
-        return EXIT_CONFIG
-    return None
 
 
 def _reproduce(args) -> int:

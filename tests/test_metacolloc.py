@@ -241,6 +241,20 @@ def test_meta_train_cli_writes_basis_and_manifest_and_resumes(tmp_path, capsys):
     assert torch.equal(b1(x), b2(x))
     assert main(["metacolloc", "train", "--set", "kmax=5", "--out", str(tmp_path / "bad")]) == 2
     assert "kmax" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    # under torchrun (two gloo processes): each rank draws its own fields, rank 0 writes
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "sciml", *args, "--set", "steps=4", "--out", str(tmp_path / "ddp")],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("wrote ") == 1
+    man = json.loads((tmp_path / "ddp" / "basis.json").read_text())
+    assert man["world_size"] == 2 and man["steps"] == 4
+    ck = torch.load(tmp_path / "ddp" / "training" / "checkpoint.pt", weights_only=False)
+    assert len(ck["rng"]) == 2 and not torch.equal(ck["rng"][0]["generator"], ck["rng"][1]["generator"])
 
 
 QUICK_ENTRIES = ["metacolloc_poisson2d", "metacolloc_varcoeff2d", "metacolloc_sine_gordon", "metacolloc_sine_gordon_ivp", "metacolloc_kdv_ivp",

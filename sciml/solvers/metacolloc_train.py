@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import distributed
 from ..domain.random_fields import RBF, BandPass, Half, Mixture, RandomFields
 from ..nn.basis import DualBranchBasis, octaves
 from ..train import Cosine, TrainConfig, Trainer
@@ -54,8 +55,10 @@ def meta_train(spec, out: str | Path, *, resume: bool = False, progress: bool = 
         "validation": {"what": "held-out RMS error of the ridge fit over 64 fixed random fields (unit variance)",
                        "untrained": before, "trained": after},
         "final_loss": history.final_loss,
+        "world_size": distributed.world_size(),     # processes, each with its own random fields per step
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
         "date": time.strftime("%Y-%m-%d"),
     }
-    save_basis(out / "basis.pt", model.basis, manifest)
+    if distributed.is_main():          # under torchrun: every rank drew its own fields, rank 0 writes
+        save_basis(out / "basis.pt", model.basis, manifest)
     return manifest
