@@ -438,3 +438,11 @@ def test_reproduce_under_torchrun_deals_the_runs_out(tmp_path):
     assert r.stdout.count("worst_rel_l2_rho") >= 1
     table = (out / "comparison.md").read_text()
     assert "| sum |" in table and "| hrgrad |" in table and "mean over the finished runs of seeds 0, 1" in table
+    # each process trained alone: a run made on rank 1 is the same run made by one process
+    from sciml.cli import main
+
+    assert main(["reproduce", "hrgrad_lt_methods", "--quick", *sets, "--methods", "hrgrad", "--seeds", "1",
+                 "--out", str(tmp_path / "one"), "--quiet"]) in (0, 1)
+    a = read_result(out / "hrgrad" / "seed1" / "result.h5")
+    b = read_result(tmp_path / "one" / "hrgrad" / "seed1" / "result.h5")
+    np.testing.assert_array_equal(a["fields"]["rho_eps1"], b["fields"]["rho_eps1"])
