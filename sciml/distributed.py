@@ -100,7 +100,11 @@ def process_group(backend: str | None = None, *, timeout: datetime.timedelta | N
         raise RuntimeError("WORLD_SIZE > 1 (torchrun) but this torch build has no torch.distributed")
     cuda = torch.cuda.is_available()
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local >= count:
+            raise RuntimeError(f"torchrun started local rank {local} but this node has {count} GPU(s): "
+                               f"start at most {count} processes per node (--nproc_per_node)")
+        torch.cuda.set_device(local)
     d.init_process_group(backend or ("nccl" if cuda else "gloo"), **({"timeout": timeout} if timeout else {}))
     try:
         yield
