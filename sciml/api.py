@@ -31,7 +31,7 @@ from .residual import ENGINES
 from .solvers.apnn import APNNSolver
 from .solvers.apnn_lt import NetSpec, PointSpec
 from .solvers.base import Solution
-from .solvers.compare import FieldReference, field_metrics
+from .solvers.compare import FieldReference, field_metrics, tail_metrics
 from .solvers.least_squares import SVD, PivotedQR, Ridge
 from .solvers.metacolloc import Collocation, MaxNormRows, MetaCollocSolver, Newton, UnitRows, Waves
 from .solvers.reference import ReferenceSolver
@@ -308,6 +308,7 @@ def _solve(run, *, out, device, resume, progress) -> Solution:
         m, reference = field_metrics(times, x, res["fields"], ref)
         metrics.update(m)
         metrics["reference"] = ref.label
+    metrics.update(tail_metrics(res["history"]))   # the errors' mean over the last 20 % of training
     if isinstance(problem, MultiEps):     # the worst task: what multi-task training must keep small
         for base in REPORTED:
             per = [metrics[f"rel_l2_{base}_{lab}"] for lab in problem.labels if f"rel_l2_{base}_{lab}" in metrics]

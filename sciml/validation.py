@@ -405,7 +405,12 @@ def finished_run(run_dir: Path, config_text: str) -> dict | None:
         return None
     if config_differences(str(saved["attrs"].get("config", "")), config_text):
         return None
-    return {k: float(v) for k, v in saved["metrics"].items() if isinstance(v, (int, float, np.number))}
+    metrics = {k: float(v) for k, v in saved["metrics"].items() if isinstance(v, (int, float, np.number))}
+    if not any(k.startswith("tail_") for k in metrics):      # a run saved before they were metrics
+        from .solvers.compare import tail_metrics
+
+        metrics.update(tail_metrics(saved.get("history", {})))
+    return metrics
 
 
 def _per_task(runs: Mapping[str, Mapping], base: str) -> tuple[list[str], dict[str, dict[str, float]]]:
@@ -437,7 +442,8 @@ def _mean_metrics(per_seed: Mapping) -> dict:
 def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_seed, metric, shown, missing,
                          inapplicable, variants) -> str:
     """``comparison.md``: per field a table of the error per task, the worst task, the
-    geometric mean over the tasks (how a rule does across all of them) and the training
+    worst task's mean over the last 20 % of training (``tail_worst_*``, less moved by
+    the swings of a single snapshot), the geometric mean over the tasks (how a rule does across all of them) and the training
     time (what it costs); over seeds, the means with the worst's min–max and a table of
     every seed's worst with the method's rank in that seed."""
     lines = [f"mean over the finished runs of seeds {', '.join(map(str, seeds))} (the worst task is taken "
@@ -447,13 +453,14 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
         if f != base:
             lines.append(f"\n**{f}**\n")
         spread = " | worst min – max | seeds" if seeds else ""
-        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | geometric mean{spread} | train time (s) |",
-                  "|---" * (len(ftasks) + 4 + 2 * bool(seeds)) + "|"]
+        lines += ["| method | " + " | ".join(ftasks) + f" | worst_{f} | worst, last 20 % | geometric mean{spread}"
+                  " | train time (s) |", "|---" * (len(ftasks) + 5 + 2 * bool(seeds)) + "|"]
         for name in methods:
             if name in runs:
                 vals = list(ftable[name].values())
                 row = (f"| {name} | " + " | ".join(f"{v:.2e}" for v in vals)
-                       + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | ")
+                       + f" | {runs[name].get(f'worst_{f}', float('nan')):.2e}"
+                       f" | {runs[name].get(f'tail_worst_{f}', float('nan')):.2e} | {_gmean(vals):.2e} | ")
                 if seeds:
                     w = [r.get(f"worst_{f}", float("nan")) for r in per_seed_runs[name].values()]
                     row += f"{min(w):.2e} – {max(w):.2e} | {len(w)} | "

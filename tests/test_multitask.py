@@ -132,6 +132,12 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
         assert all(np.all(h[f"monitor_grad_norm_{t}"] > 0) for t in tasks)
         rates = np.stack([h[f"monitor_rate_{t}"] for t in tasks])
         assert np.all(np.sign(rates) == np.sign(cos))
+    # the worst task's mean over the last 20 % of training, from the monitored errors
+    steps = sol.history["step"]
+    late = steps >= 0.8 * steps.max()
+    worst = np.max([sol.history[f"monitor_rel_l2_rho_{t}"] for t in ("eps1", "eps0.001", "eps1e-08")], axis=0)
+    assert m["tail_worst_rel_l2_rho"] == pytest.approx(worst[late].mean(), rel=1e-12)
+    assert m["tail_rel_l2_rho_eps1"] == pytest.approx(sol.history["monitor_rel_l2_rho_eps1"][late].mean(), rel=1e-12)
     out = sciml.io.read_result(tmp_path / "run" / "result.h5")
     assert "term_eps1/kinetic_r" in out["history"]
     assert (tmp_path / "run" / "figures" / "rho_eps1e-08.png").exists()
@@ -446,3 +452,34 @@ def test_reproduce_under_torchrun_deals_the_runs_out(tmp_path):
     a = read_result(out / "hrgrad" / "seed1" / "result.h5")
     b = read_result(tmp_path / "one" / "hrgrad" / "seed1" / "result.h5")
     np.testing.assert_array_equal(a["fields"]["rho_eps1"], b["fields"]["rho_eps1"])
+
+
+def test_tail_metrics_average_the_last_fifth_of_training():
+    from sciml.solvers.compare import tail_metrics
+
+    steps = np.arange(0, 101, 10)                     # logs at 0, 10, ..., 100: the last 20 % are 80, 90, 100
+    a = np.linspace(1.0, 0.0, 11)
+    b = np.array([0.5] * 8 + [0.1, 0.9, 0.2])
+    h = {"step": steps, "monitor_rel_l2_rho_eps1": a, "monitor_rel_l2_rho_eps0.001": b,
+         "monitor_rel_l2_rho": a, "monitor_cos_update_eps1": a, "loss": a}
+    t = tail_metrics(h)
+    assert t["tail_rel_l2_rho_eps1"] == pytest.approx(np.mean(a[-3:]))
+    assert t["tail_rel_l2_rho_eps0.001"] == pytest.approx(0.4)
+    assert t["tail_worst_rel_l2_rho"] == pytest.approx(np.mean([max(a[8], 0.1), max(a[9], 0.9), max(a[10], 0.2)]))
+    assert t["tail_rel_l2_rho"] == pytest.approx(np.mean(a[-3:]))           # a single-eps run
+    assert set(t) == {"tail_rel_l2_rho_eps1", "tail_rel_l2_rho_eps0.001", "tail_worst_rel_l2_rho", "tail_rel_l2_rho"}
+    assert tail_metrics({}) == {} and tail_metrics({"step": steps, "monitor_rel_l2_rho": a[:3]}) == {}
+
+
+def test_finished_run_adds_tail_metrics_to_runs_saved_before_them(tmp_path):
+    from sciml.io.results import write_result
+    from sciml.validation import finished_run
+
+    steps = np.arange(0, 101, 10)
+    err = np.linspace(1.0, 0.0, 11)
+    write_result(tmp_path / "result.h5", grid={"x": np.linspace(0, 1, 3)}, fields={"rho": np.zeros(3)},
+                 dims={"rho": ("x",)}, metrics={"rel_l2_rho": 0.0}, reference={},
+                 history={"step": steps, "monitor_rel_l2_rho": err}, attrs={"config": "a: 1\n"})
+    m = finished_run(tmp_path, "a: 1\n")
+    assert m["rel_l2_rho"] == 0.0 and m["tail_rel_l2_rho"] == pytest.approx(np.mean(err[-3:]))
+    assert finished_run(tmp_path, "a: 2\n") is None

@@ -90,3 +90,33 @@ def field_metrics(times: np.ndarray, x: np.ndarray, fields: dict, ref: FieldRefe
             metrics[f"rel_l2_{name}_all_times"] = rel_l2(pred[idx], ref_rows)
         full[name] = f
     return metrics, full
+
+
+def tail_metrics(history: dict, *, fraction: float = 0.2) -> dict[str, float]:
+    """Companions of the final errors that a single snapshot's noise moves less: the
+    mean over the logged evaluations in the last ``fraction`` of training (steps at or
+    after ``(1 - fraction)`` times the last logged step) of every error the run
+    monitored at the final output time (history ``monitor_rel_l2_*``), as
+    ``tail_rel_l2_<field>[_eps<e>]``, and for a multi-task run the mean of the worst
+    task at each of those logs, ``tail_worst_rel_l2_<field>``. Late in training the
+    error of a network can swing by a factor of 1.5-2 between logs while its loss still
+    falls (docs/hrgrad.md); the final-step value is one draw of that. Empty when
+    nothing was monitored."""
+    steps = np.asarray(history.get("step", ()), dtype=float)
+    if steps.size == 0 or not 0 < fraction <= 1:
+        return {}
+    keep = steps >= (1.0 - fraction) * steps.max()
+    out: dict[str, float] = {}
+    per_task: dict[str, list[np.ndarray]] = {}
+    for key, values in history.items():
+        v = np.asarray(values, dtype=float)
+        if not key.startswith("monitor_rel_l2_") or v.shape != steps.shape:
+            continue
+        name = key.removeprefix("monitor_")
+        out[f"tail_{name}"] = float(np.mean(v[keep]))
+        base, sep, _ = name.partition("_eps")
+        if sep:
+            per_task.setdefault(base, []).append(v[keep])
+    for base, rows in per_task.items():
+        out[f"tail_worst_{base}"] = float(np.mean(np.max(np.stack(rows), axis=0)))
+    return out
