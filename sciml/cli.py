@@ -91,9 +91,9 @@ def _metacolloc(args) -> int:
 
 
 def _solve(args) -> int:
+    from . import distributed
     from .api import solve
     from .config import load_run
-    from . import distributed
 
     run = load_run(args.file, solver=args.solver, overrides=args.overrides)  # validate before writing
     out = Path(args.out) if args.out else Path("runs") / run.config.problem.name
@@ -113,10 +113,11 @@ def _solve(args) -> int:
 
 
 def _reproduce(args) -> int:
+    import datetime
+
     import yaml
 
     from . import distributed
-
     from .config import ConfigError
     from .validation import load_entry, reproduce
 
@@ -148,8 +149,6 @@ def _reproduce(args) -> int:
         raise ConfigError("torchrun", f"validation entry {args.id!r} is one run, not a comparison; under "
                                       "torchrun use `sciml solve` for one run on several processes")
     # under torchrun the runs of a comparison are dealt out to the processes; rank 0 reports
-    import datetime
-
     with distributed.process_group(timeout=datetime.timedelta(days=7)):   # ranks wait for the slowest's runs
         report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
                            progress=not args.quiet, overrides=args.overrides, methods=methods, seeds=seeds,

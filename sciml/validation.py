@@ -443,8 +443,8 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
                          inapplicable, variants) -> str:
     """``comparison.md``: per field a table of the error per task, the worst task, the
     worst task's mean over the last 20 % of training (``tail_worst_*``, less moved by
-    the swings of a single snapshot), the geometric mean over the tasks (how a rule does across all of them) and the training
-    time (what it costs); over seeds, the means with the worst's min–max and a table of
+    the swings of a single snapshot), the geometric mean over the tasks (how a rule
+    does across all of them) and the training time (what it costs); over seeds, the means with the worst's min–max and a table of
     every seed's worst with the method's rank in that seed."""
     lines = [f"mean over the finished runs of seeds {', '.join(map(str, seeds))} (the worst task is taken "
              f"in each run, then averaged)\n"] if seeds else []
