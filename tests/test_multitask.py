@@ -132,6 +132,13 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
         assert all(np.all(h[f"monitor_grad_norm_{t}"] > 0) for t in tasks)
         rates = np.stack([h[f"monitor_rate_{t}"] for t in tasks])
         assert np.all(np.sign(rates) == np.sign(cos))
+    # the summary: one table of rho's error per task (rows eps1, eps0.001, eps1e-08, worst)
+    text = sol.summary().splitlines()
+    head = next(i for i, line in enumerate(text) if line.startswith("  relative L2 error of rho"))
+    assert text[head + 1].split() == ["task", "t=0.02", "t=0.05", "t=0.1", "all", "times", "last", "20", "%"]
+    assert [row.split()[0] for row in text[head + 2:head + 6]] == ["eps1", "eps0.001", "eps1e-08", "worst"]
+    assert float(text[head + 5].split()[1]) == pytest.approx(m["worst_rel_l2_rho"], rel=1e-3)
+    assert len(text) < 30 and not any("rel_l2_rho_eps" in line for line in text)
     # the worst task's mean over the last 20 % of training, from the monitored errors
     steps = sol.history["step"]
     late = steps >= 0.8 * steps.max()

@@ -3,6 +3,7 @@ reference, training history, the resolved config) that can save itself."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,32 @@ def rel_l2(pred: np.ndarray, ref: np.ndarray) -> float:
         raise ValueError(f"shape mismatch: prediction {pred.shape} vs reference {ref.shape}")
     den = np.linalg.norm(ref)
     return float(np.linalg.norm(pred - ref) / (den if den > 0 else 1.0))
+
+
+_RE_ERROR = re.compile(r"^(?P<tail>tail_)?rel_l2_(?P<field>.+?)_(?P<task>eps[^_]+)(?P<suffix>_t=.+|_all_times)?$")
+_RE_WORST = re.compile(r"^(?P<tail>tail_)?worst_rel_l2_(?P<field>.+)$")
+
+
+def _task_of(name: str) -> str | None:
+    """``rho_eps0.001`` -> ``eps0.001``; ``None`` for a field of one task."""
+    base, sep, label = name.rpartition("_eps")
+    return f"eps{label}" if sep and base and label and "_" not in label else None
+
+
+def _eps_key(task: str) -> float:
+    """Largest eps first (the order of the comparison tables)."""
+    try:
+        return -float(task[3:])
+    except ValueError:
+        return 0.0
+
+
+def _fmt(v) -> str:
+    return f"{v:.4e}" if isinstance(v, float) else str(v)
+
+
+def _metric_line(k, v) -> str:
+    return f"  {k}: {_fmt(v)}"
 
 
 @dataclass
@@ -108,9 +135,60 @@ class Solution:
         return paths
 
     def summary(self) -> str:
+        """One screen: the fields, the scalar metrics and, for a multi-task run (fields
+        ``<name>_eps<e>``), one table per field of its relative L2 error per task at
+        every output time, over all times and over the last 20 % of training, with the
+        worst task below; the other per-task metrics in one table."""
         lines = [f"solver: {self.solver}   problem: {self.meta.get('problem', '?')}"]
-        for k, v in self.fields.items():
-            lines.append(f"  field {k}: shape {tuple(v.shape)} on {', '.join(self.dims.get(k, ()))}")
+        tasks = sorted(dict.fromkeys(t for k in self.fields if (t := _task_of(k)) is not None), key=_eps_key)
+        if not tasks:
+            for k, v in self.fields.items():
+                lines.append(f"  field {k}: shape {tuple(v.shape)} on {', '.join(self.dims.get(k, ()))}")
+            lines += [_metric_line(k, v) for k, v in self.metrics.items()]
+            return "\n".join(lines)
+        bases = list(dict.fromkeys(k.rsplit("_eps", 1)[0] for k in self.fields if _task_of(k) is not None))
+        first = next(k for k in self.fields if _task_of(k) is not None)
+        lines.append(f"  fields {', '.join(bases)} for {len(tasks)} tasks, each of shape "
+                     f"{tuple(self.fields[first].shape)} on {', '.join(self.dims.get(first, ()))}")
+        errors: dict[str, dict[str, dict[str, float]]] = {}     # field -> column -> task -> value
+        per_task: dict[str, dict[str, Any]] = {}                 # other per-task metrics: name -> task -> value
+        rest = []
         for k, v in self.metrics.items():
-            lines.append(f"  {k}: {v:.4e}" if isinstance(v, float) else f"  {k}: {v}")
+            m = _RE_ERROR.match(k)
+            if m and m["task"] in tasks:
+                col = "last 20 %" if m["tail"] else ("all times" if m["suffix"] == "_all_times" else
+                                                      (m["suffix"] or "_final")[1:])
+                errors.setdefault(m["field"], {}).setdefault(col, {})[m["task"]] = v
+                continue
+            m = _RE_WORST.match(k)
+            if m:
+                col = "last 20 %" if m["tail"] else "_worst"
+                errors.setdefault(m["field"], {}).setdefault(col, {})["worst"] = v
+                continue
+            name, _, task = k.rpartition("_")
+            if task in tasks and name:
+                per_task.setdefault(name, {})[task] = v
+                continue
+            rest.append(_metric_line(k, v))
+        lines += rest
+        for f, cols in errors.items():
+            times = sorted((c for c in cols if c.startswith("t=")), key=lambda c: float(c[2:]))
+            order = times + [c for c in ("all times", "last 20 %") if c in cols]
+            if "_worst" in cols and times:           # the worst task at the final time
+                cols[times[-1]]["worst"] = cols["_worst"]["worst"]
+            if not order:
+                order = ["_final"] if "_final" in cols else []
+            lines.append(f"  relative L2 error of {f}" + (f" against the {self.metrics['reference']}"
+                                                        if "reference" in self.metrics else "") + ":")
+            lines.append("    " + f"{'task':12s}" + "".join(f"{c.lstrip('_'):>12s}" for c in order))
+            for t in tasks + ["worst"]:
+                if any(t in cols.get(c, {}) for c in order):
+                    lines.append(("    " + f"{t:12s}" + "".join(
+                        f"{cols[c][t]:12.3e}" if t in cols.get(c, {}) else " " * 12 for c in order)).rstrip())
+        if per_task:
+            w = {n: max(len(n), 10) + 2 for n in per_task}
+            lines.append("    " + f"{'task':12s}" + "".join(f"{n:>{w[n]}s}" for n in per_task))
+            for t in tasks:
+                lines.append("    " + f"{t:12s}" + "".join(
+                    f"{_fmt(per_task[n].get(t, '')):>{w[n]}s}" for n in per_task))
         return "\n".join(lines)
