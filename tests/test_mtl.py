@@ -21,7 +21,7 @@ def conflicting(K, n, dtype=torch.float64, seed=0):
 @pytest.mark.parametrize("K", [2, 3, 4, 8, 16])
 @pytest.mark.parametrize("n", [64, 100_000])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("direction", ["equal", "maxmin", "proportional"])
+@pytest.mark.parametrize("direction", ["equal", "maxmin", "proportional", "mean"])
 def test_hrgrad_positive_dot_with_every_task(K, n, dtype, direction):
     G = conflicting(K, n, dtype, seed=K)
     assert (mtl.cosines(G.double()) < 0).any()          # there is conflict
@@ -558,7 +558,7 @@ def test_proportional_direction_maximises_the_weighted_log_rates(K, n):
     assert torch.equal(ProportionalDirection()(V, one), MinNormDirection()(V, one))
 
 
-@pytest.mark.parametrize("direction", ["maxmin", "proportional"])
+@pytest.mark.parametrize("direction", ["maxmin", "proportional", "mean"])
 def test_hrgrad_counts_the_steps_whose_direction_fell_back(direction):
     """``HRGrad.stats()["direction_fallbacks"]`` counts the steps at which no direction
     descended for every task (the direction fell back to the equal-rate one); the count
@@ -566,8 +566,9 @@ def test_hrgrad_counts_the_steps_whose_direction_fell_back(direction):
     rule = mtl.aggregator("hrgrad", direction=direction)
     losses = torch.ones(3, dtype=torch.float64)
     assert rule.stats() == {"direction_fallbacks": 0}
-    for seed in range(5):                       # well posed: never falls back
-        rule(conflicting(3, 50, seed=seed), losses)
+    for seed in range(5):                       # well posed (for mean: no task lost): never falls back
+        G = conflicting(3, 50, seed=seed)
+        rule(G + 3 * G.mean(0) if direction == "mean" else G, losses)
     assert rule.stats() == {"direction_fallbacks": 0} and rule.direction.fell_back is False
     G = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
     rule(G, losses), rule(G, losses)            # g_1 = -g_2: nothing descends for both
@@ -603,7 +604,7 @@ def _degenerate(dtype, n=50):
 
 
 @pytest.mark.parametrize("rule", sorted(set(mtl.AGGREGATORS) - {"hrgrad"})
-                         + [f"hrgrad:{d}" for d in ("maxmin", "equal", "proportional")] + ["hrgrad:rcond"])
+                         + [f"hrgrad:{d}" for d in ("maxmin", "equal", "proportional", "mean")] + ["hrgrad:rcond"])
 def test_every_rule_survives_degenerate_matrices(rule):
     """Every aggregator returns a finite update of G's shape and dtype (two steps, so
     that stateful rules see their own state) on matrices where the rules' problems
@@ -710,3 +711,31 @@ def test_distributed_ranks_apply_the_rule_to_the_global_task_gradients(tmp_path,
         torch.testing.assert_close(r[0][step]["update"], expected, rtol=1e-6, atol=1e-12)
         if step == 2 or name != "weighting":      # DWA weights every task 1 until it has two losses
             assert not torch.allclose(expected, naive, rtol=1e-3, atol=0), "the test cannot tell the two apart"
+
+
+def test_mean_direction_maximises_the_weighted_sum_of_rates_or_falls_back_to_maxmin():
+    """``direction="mean"``: ``d`` along ``sum_i r_i u_i`` (no unit direction has a larger
+    ``sum_i r_i u_i . d``) while every task keeps ``u_i . d > 0``; otherwise the max-min
+    direction, counted as a fallback."""
+    from sciml.mtl.hrgrad import MaxMinDirection, MeanDirection
+
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(200, dtype=torch.float64, generator=g)
+    G = base + 0.6 * torch.randn(5, 200, dtype=torch.float64, generator=g)     # aligned tasks
+    U = G / G.norm(dim=1, keepdim=True)
+    r = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.8], dtype=torch.float64)
+    mean = MeanDirection()
+    d = mean(U, r)
+    assert not mean.fell_back and (U @ d > 0).all() and float(d.norm()) == pytest.approx(1.0)
+    best = float(r @ (U @ d))
+    for _ in range(200):
+        v = d + 1e-2 * torch.randn(200, dtype=torch.float64, generator=g)
+        assert float(r @ (U @ (v / v.norm()))) <= best + 1e-12
+    # strong conflict: the weighted mean would lose task 1; max-min is taken instead
+    V = torch.tensor([[1.0, 0.0], [-0.9, 0.436], [1.0, 0.1]], dtype=torch.float64)
+    V = V / V.norm(dim=1, keepdim=True)
+    one = torch.ones(3, dtype=torch.float64)
+    assert ((V @ (one @ V)) <= 0).any()
+    d = mean(V, one)
+    assert mean.fell_back and torch.equal(d, MaxMinDirection()(V, one)) and (V @ d > 0).all()
+    assert mtl.aggregator("hrgrad", direction="mean").options()["direction"] == "mean"

@@ -63,6 +63,13 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    because Nash-MTL was level with or ahead of the max-min direction at the mid sizes
    (docs/hrgrad.md); measured there beside the others.
 
+   ``direction="mean"`` (:class:`MeanDirection`) is the utilitarian choice: ``d`` along
+   ``sum_i r_i u_i``, the unit direction with the largest rate-weighted sum of rates,
+   falling back to max-min on the steps where it would lose a task. Added because at
+   the mid sizes on linear transport over [0, 1] the rules that stay near an average of
+   the task gradients (uncertainty weighting, UPGrad, PCGrad) did better than the
+   max-min direction (docs/hrgrad.md).
+
    Why the default is ``maxmin``: in paired runs (same seed, only the direction
    changed; mid sizes of docs/hrgrad.md, "The max-min direction") it lowered HRGrad's
    worst-eps error in seven of nine pairs and on the mean of two problems of three: BGK
@@ -342,7 +349,31 @@ class ProportionalDirection:
         return d / d.norm().clamp_min(1e-300)
 
 
-DIRECTIONS = {"equal": MinNormDirection, "maxmin": MaxMinDirection, "proportional": ProportionalDirection}
+@dataclass
+class MeanDirection:
+    """The unit ``d`` along ``sum_i r_i u_i``: the unit direction that maximises the
+    rate-weighted sum of the tasks' rates, ``sum_i r_i u_i . d`` (the utilitarian
+    choice, where max-min is the egalitarian one and proportional the Nash one; close
+    to what uncertainty weighting does, whose update ``sum_i g_i / L_i`` weights every
+    task by ``|g_i| / L_i``). It does not by itself keep every task descending: when it
+    would lose one (some ``u_i . d <= 0``, strong conflict) it falls back to
+    :class:`MaxMinDirection`, so property (a) holds at every step."""
+
+    fell_back: bool = field(default=False, init=False, compare=False, repr=False)   # last call fell back
+
+    def __call__(self, U: torch.Tensor, r: torch.Tensor, gram: torch.Tensor | None = None) -> torch.Tensor:
+        gram = U @ U.T if gram is None else gram
+        r = r.to(gram.device, gram.dtype)
+        rates = gram @ r                                  # |sum r_j u_j| times u_i . d
+        self.fell_back = not bool((rates > 0).all())
+        if self.fell_back:
+            return MaxMinDirection()(U, r, gram)
+        d = r @ U
+        return d / d.norm().clamp_min(1e-300)
+
+
+DIRECTIONS = {"equal": MinNormDirection, "maxmin": MaxMinDirection, "proportional": ProportionalDirection,
+              "mean": MeanDirection}
 
 
 # ---- magnitude -------------------------------------------------------------------------------
@@ -393,7 +424,8 @@ class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
     ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
     (:class:`MaxMinDirection` by default, or a name: ``"maxmin"`` = it, ``"equal"`` =
-    :class:`MinNormDirection`, ``"proportional"`` = :class:`ProportionalDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
+    :class:`MinNormDirection`, ``"proportional"`` = :class:`ProportionalDirection`,
+    ``"mean"`` = :class:`MeanDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
     ``magnitude`` (:class:`ConflictScaled` over
     :class:`UnitLength` by default, or any callable ``(G, d_hat, cos) -> length``).
     The numbers ``alpha`` (rotation strength), ``gamma`` (conflict scaling),
@@ -468,9 +500,10 @@ class HRGrad(Aggregator):
 
     def stats(self) -> dict:
         """``direction_fallbacks``: the steps so far (over resumes) at which the direction
-        fell back (max-min / proportional: no direction descends for every task;
-        ``rcond``: the cut-off would have lost a task), and the equal-rate direction was
-        taken instead."""
+        fell back: max-min / proportional: no direction descends for every task, the
+        equal-rate direction was taken; ``rcond``: the cut-off would have lost a task,
+        the exact equal-rate solve was taken; mean: it would have lost a task, the
+        max-min direction was taken."""
         return {"direction_fallbacks": int(self.state.get("direction_fallbacks", 0))}
 
     def state_dict(self) -> dict:
