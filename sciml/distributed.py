@@ -87,8 +87,9 @@ def process_group(backend: str | None = None, *, timeout: datetime.timedelta | N
     """Initialise the process group torchrun's environment describes, for the body of
     the ``with``; a no-op outside torchrun (``WORLD_SIZE`` unset or 1), inside
     :func:`independent`, or when a group exists already. ``backend``: ``"nccl"`` when
-    CUDA is available (each rank then uses ``cuda:LOCAL_RANK`` as its current device),
-    else ``"gloo"``. At the end every rank waits for the others before the group is
+    CUDA is available and the node has a GPU for every process (each rank then uses
+    ``cuda:LOCAL_RANK`` as its current device), else ``"gloo"`` (with more processes
+    than GPUs they share them: ``cuda:(LOCAL_RANK mod count)``). At the end every rank waits for the others before the group is
     destroyed (so that rank 0's writing is finished and no rank tears the group down
     under another). ``timeout``: how long a collective may wait (torch's default when
     ``None``); a comparison whose ranks finish hours apart needs a long one."""
@@ -99,13 +100,14 @@ def process_group(backend: str | None = None, *, timeout: datetime.timedelta | N
     if not d.is_available():
         raise RuntimeError("WORLD_SIZE > 1 (torchrun) but this torch build has no torch.distributed")
     cuda = torch.cuda.is_available()
+    default = "gloo"
     if cuda:
         local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
-        if local >= count:
-            raise RuntimeError(f"torchrun started local rank {local} but this node has {count} GPU(s): "
-                               f"start at most {count} processes per node (--nproc_per_node)")
-        torch.cuda.set_device(local)
-    d.init_process_group(backend or ("nccl" if cuda else "gloo"), **({"timeout": timeout} if timeout else {}))
+        torch.cuda.set_device(local % count)
+        # NCCL wants one GPU per process; more processes than GPUs on a node (several
+        # small runs of a comparison sharing one GPU) talk through gloo instead
+        default = "nccl" if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= count else "gloo"
+    d.init_process_group(backend or default, **({"timeout": timeout} if timeout else {}))
     try:
         yield
         d.barrier()
