@@ -9,7 +9,7 @@
 #   bash benchmarks/gpu_session.sh check             # nvidia-smi + tests/test_devices.py on CUDA
 #   bash benchmarks/gpu_session.sh bench             # residual.py, mtl.py, metacolloc.py on CUDA -> $OUT/*.json
 #   bash benchmarks/gpu_session.sh reproduce ID...   # full-size validation entries -> $OUT/ID.tar.gz
-#       (JOBS=N methods at once, LIMIT seconds per entry; resumable: see the stage below)
+#       (JOBS=N runs at once through torchrun, LIMIT seconds per entry; resumable: see the stage below)
 # Budget (15 min of device time a session at present, the machine's start included):
 # check ~2 min, bench ~6 min; the full-size entries then go over later sessions
 # (each reproduce call resumes where the last one stopped).
@@ -54,8 +54,8 @@ case "$stage" in
         # --resume, cut at LIMIT seconds by SIGINT (each training saves its checkpoint), and
         # comes back as $OUT/ID.tar.gz (checkpoints of finished methods left out). Extract it
         # here with  tar -xzf ID.tar.gz -C runs/gpu_state --exclude='*.png'  and carry
-        # runs/gpu_state with the next call to go on. JOBS > 1 trains that many methods
-        # of a comparison entry at once on the one GPU (xargs -P; small networks leave it idle).
+        # runs/gpu_state with the next call to go on. JOBS > 1 trains that many runs of a
+        # comparison entry at once on the one GPU (torchrun; small networks leave it idle).
         JOBS=${JOBS:-1}; LIMIT=${LIMIT:-540}
         for id in "$@"; do
             state=runs/gpu_state/$id
@@ -67,10 +67,12 @@ e = load_entry('$id')
 quick = '--quick' in '${ARGS:-}'.split() and e.quick is not None and e.quick.methods
 print(' '.join(e.quick.methods if quick else e.methods))")
             if [ -n "$methods" ] && [ "$JOBS" -gt 1 ]; then
-                printf '%s\n' $methods | timeout -s INT -k 90 "$LIMIT" \
-                    xargs -P "$JOBS" -I{} sh -c 'id=$0 m=$1 st=$2; shift 2; exec python3 -m sciml reproduce "$id" --methods "$m" --quiet "$@" > "$st/$m.log" 2>&1' \
-                    "$id" {} "$state" "${common[@]}"
+                # torchrun deals the entry's runs out to JOBS processes sharing the GPU (gloo:
+                # they only meet at barriers); SIGINT reaches every process, each saves its run
+                timeout -s INT -k 90 "$LIMIT" python3 -m torch.distributed.run --standalone \
+                    --nproc_per_node "$JOBS" -m sciml reproduce "$id" --quiet "${common[@]}" > "$state/torchrun.log" 2>&1
                 for _ in $(seq 60); do pgrep -f "sciml reproduce $id" > /dev/null || break; sleep 1; done
+                # the table, also when the time limit cut the runs short
                 python3 -m sciml reproduce "$id" --methods "" --quiet "${common[@]}" 2>&1 | tee "$state/reproduce.log"
             else
                 timeout -s INT -k 90 "$LIMIT" python3 -m sciml reproduce "$id" "${common[@]}" 2>&1 | tee "$state/reproduce.log"

@@ -23,6 +23,7 @@ machine cannot time).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Sequence
@@ -552,8 +553,9 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     distributed.barrier()
     with distributed.independent():
         for name, seed in pending[rank::world]:
-            if world > 1:
-                print(f"rank {rank}/{world}: {run_dir(name, seed).relative_to(out)}", flush=True)
+            if world > 1:             # one write per line, so that the ranks' lines do not interleave
+                sys.stdout.write(f"rank {rank}/{world}: {run_dir(name, seed).relative_to(out)}\n")
+                sys.stdout.flush()
             solve(problem, solver=entry.solver, overrides=settings(name, seed), out=run_dir(name, seed),
                   device=device, resume=resume, progress=progress and rank == 0)
     distributed.barrier()
