@@ -458,8 +458,10 @@ def test_maxmin_direction_maximises_the_worst_rate(K, n):
     a, b = mtl.aggregator("hrgrad", direction="maxmin"), mtl.aggregator("hrgrad", direction="maxmin")
     a(G, 2 * losses), b(G[perm], 2 * losses[perm])
     assert torch.allclose(a(G, losses), b(G[perm], losses[perm]), rtol=1e-9, atol=1e-12)
-    # the default (docs/hrgrad.md, "The max-min direction"); rcond alone selects "equal"
-    assert mtl.aggregator("hrgrad").direction == MaxMinDirection()
+    # the default (docs/hrgrad.md, "The proportional direction"); rcond alone selects "equal"
+    from sciml.mtl.hrgrad import ProportionalDirection
+
+    assert mtl.aggregator("hrgrad").direction == ProportionalDirection()
     assert mtl.aggregator("hrgrad", direction="equal").direction == MinNormDirection()
     with pytest.raises(ValueError, match="direction must be one of"):
         mtl.aggregator("hrgrad", direction="minmax")
@@ -496,7 +498,7 @@ def test_options_write_out_the_defaults_and_rebuild_the_rule():
     for name in sorted(mtl.WEIGHTINGS):
         opts = mtl.weighting(name).options()
         assert opts and mtl.weighting(name, **opts).options() == opts, name
-    assert mtl.aggregator("hrgrad").options() == {"alpha": 0.5, "direction": "maxmin", "gamma": 0.5, "length": "unit"}
+    assert mtl.aggregator("hrgrad").options() == {"alpha": 0.5, "direction": "proportional", "gamma": 0.5, "length": "unit"}
     equal = mtl.aggregator("hrgrad", rcond=0.03, alpha=0.0)
     assert equal.options() == {"alpha": 0.0, "direction": "equal", "gamma": 0.5, "length": "unit", "rcond": 0.03}
     assert repr(mtl.aggregator("hrgrad", **equal.options())) == repr(equal)

@@ -342,7 +342,7 @@ def test_saved_configuration_names_the_rule_with_its_defaults(tmp_path, capsys):
 
     run = load_run(MULTI, overrides={**TINY, "solver.training.steps": 2})
     options = run.config.solver.training.aggregator_options
-    assert options == {"alpha": 0.5, "direction": "maxmin", "gamma": 0.5, "length": "unit"}
+    assert options == {"alpha": 0.5, "direction": "proportional", "gamma": 0.5, "length": "unit"}
     assert yaml.safe_load(run.yaml_text)["solver"]["training"]["aggregator_options"] == options
     assert load_run(yaml.safe_load(run.yaml_text)).yaml_text == run.yaml_text
     mgda = load_run(MULTI, overrides=["solver.training.aggregator=mgda",
