@@ -490,3 +490,13 @@ def test_finished_run_adds_tail_metrics_to_runs_saved_before_them(tmp_path):
     m = finished_run(tmp_path, "a: 1\n")
     assert m["rel_l2_rho"] == 0.0 and m["tail_rel_l2_rho"] == pytest.approx(np.mean(err[-3:]))
     assert finished_run(tmp_path, "a: 2\n") is None
+
+
+def test_summary_of_a_multi_task_run_without_per_time_errors():
+    from sciml.solvers.base import Solution
+
+    sol = Solution(solver="x", grid={}, fields={"rho_eps1": np.zeros(3), "rho_eps0.001": np.zeros(3)}, dims={},
+                   metrics={"rel_l2_rho_eps1": 0.1, "rel_l2_rho_eps0.001": 0.2, "worst_rel_l2_rho": 0.2, "steps": 5})
+    rows = [line.split() for line in sol.summary().splitlines()]
+    assert ["task", "final"] in rows and ["steps:", "5"] in rows
+    assert rows[-3:] == [["eps1", "1.000e-01"], ["eps0.001", "2.000e-01"], ["worst", "2.000e-01"]]

@@ -173,11 +173,10 @@ class Solution:
         lines += rest
         for f, cols in errors.items():
             times = sorted((c for c in cols if c.startswith("t=")), key=lambda c: float(c[2:]))
-            order = times + [c for c in ("all times", "last 20 %") if c in cols]
-            if "_worst" in cols and times:           # the worst task at the final time
-                cols[times[-1]]["worst"] = cols["_worst"]["worst"]
-            if not order:
-                order = ["_final"] if "_final" in cols else []
+            final = times[-1] if times else "final"     # the column of the final time
+            order = [*(times or ["final"]), *(c for c in ("all times", "last 20 %") if c in cols)]
+            if "_worst" in cols:                          # the worst task at the final time
+                cols.setdefault(final, {})["worst"] = cols["_worst"]["worst"]
             lines.append(f"  relative L2 error of {f}" + (f" against the {self.metrics['reference']}"
                                                         if "reference" in self.metrics else "") + ":")
             lines.append("    " + f"{'task':12s}" + "".join(f"{c.lstrip('_'):>12s}" for c in order))
