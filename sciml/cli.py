@@ -119,7 +119,7 @@ def _reproduce(args) -> int:
 
     from . import distributed
     from .config import ConfigError
-    from .validation import load_entry, reproduce
+    from .validation import check_launch, load_entry, reproduce
 
     entry = load_entry(args.id)
     out = Path(args.out) if args.out else Path("runs") / "reproduce" / (args.id + ("-quick" if args.quick else ""))
@@ -145,9 +145,7 @@ def _reproduce(args) -> int:
         if name in variants:
             raise ConfigError(f"--variant {name}", "given twice")
         variants[name] = value
-    if distributed.launched_world_size() > 1 and not entry.methods:
-        raise ConfigError("torchrun", f"validation entry {args.id!r} is one run, not a comparison; under "
-                                      "torchrun use `sciml solve` for one run on several processes")
+    check_launch(entry)                    # before the process group: refused without a rendezvous
     # under torchrun the runs of a comparison are dealt out to the processes; rank 0 reports
     with distributed.process_group(timeout=datetime.timedelta(days=7)):   # ranks wait for the slowest's runs
         report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,

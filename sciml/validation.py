@@ -279,6 +279,14 @@ def with_variants(entry: Entry, variants: Mapping[str, Any]) -> Entry:
     return dataclasses.replace(entry, variants=merged, methods=list(entry.methods) + names, quick=quick)
 
 
+def check_launch(entry: Entry) -> None:
+    """Under torchrun (launched, or in a process group) only a comparison runs: its runs
+    are dealt out to the processes; an entry that is one run is a ConfigError."""
+    if (distributed.launched_world_size() > 1 or distributed.world_size() > 1) and not entry.methods:
+        raise ConfigError("torchrun", f"validation entry {entry.id!r} is one run, not a comparison; under "
+                                      f"torchrun use `sciml solve` for one run on several processes")
+
+
 def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str | None = None,
               resume: bool = False, progress: bool = True, overrides: Sequence[str] = (),
               methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
@@ -322,9 +330,7 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     if seeds is not None and not entry.methods:
         raise ConfigError("seeds", f"validation entry {entry.id!r} compares no methods; seeds apply to "
                                    f"comparisons (set {SEED_KEY} for one run)")
-    if distributed.world_size() > 1 and not entry.methods:
-        raise ConfigError("torchrun", f"validation entry {entry.id!r} is one run, not a comparison; under "
-                                      f"torchrun use `sciml solve` for one run on several processes")
+    check_launch(entry)
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
                         progress=progress, only=methods, shown=shown, seeds=seeds)
