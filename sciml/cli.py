@@ -6,6 +6,7 @@ code 2, no traceback, nothing written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,13 +66,13 @@ def _parser() -> argparse.ArgumentParser:
 def _metacolloc(args) -> int:
     import yaml
 
-    from . import distributed
+    from . import distributed, shipped
     from .config.loader import read_yaml
     from .config.problem import MetaTrainSpec
     from .config.schema import apply_overrides, build, to_dict
     from .solvers.metacolloc_train import meta_train
 
-    source = args.file or str(Path(__file__).resolve().parents[1] / "solvers" / "metacolloc_train_2d.yaml")
+    source = args.file or str(shipped.path("solvers", "metacolloc_train_2d.yaml"))
     data = read_yaml(source, what="training file")
     data = apply_overrides(data, args.overrides)
     spec = build(MetaTrainSpec, data, source=source)
@@ -158,15 +159,27 @@ def _reproduce(args) -> int:
 
 
 def _list(args) -> int:
+    from . import shipped
+    from .config.loader import available_presets
     from .validation import list_entries
 
-    root = Path.cwd()
-    print("problems:")
-    for p in sorted(root.glob("problems/**/*.yaml")):
-        print(f"  {p.relative_to(root)}")
-    print("solver presets (solvers/):")
-    for p in sorted(root.glob("solvers/*.yaml")):
-        print(f"  {p.stem}")
+    def shown(p: Path) -> str:            # relative to the working directory where it can be
+        try:
+            return str(p.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(p)
+
+    dirs = shipped.search_dirs("problems")
+    print(f"problems ({', '.join(shown(d) + '/' for d in dirs) or 'none found'}):")
+    seen = set()
+    for d in dirs:
+        for p in sorted(d.glob("**/*.yaml")):
+            if p.relative_to(d) not in seen:
+                seen.add(p.relative_to(d))
+                print(f"  {shown(p)}")
+    print("solver presets (solvers/; `--solver NAME`):")
+    for name in available_presets(Path.cwd()):
+        print(f"  {name}")
     print("validation entries (sciml reproduce ID):")
     for e in list_entries():
         print(f"  {e.id:28s} {e.title}")
@@ -187,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sciml: interrupted; resume with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:               # `sciml list | head`: the reader left, stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

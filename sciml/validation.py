@@ -135,9 +135,8 @@ class Entry:
 
 
 def validation_dirs() -> list[Path]:
-    here = Path(__file__).resolve().parents[1] / "validation"
-    dirs = [Path.cwd() / "validation", here]
-    return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [x.resolve() for x in dirs[:i]]]
+    from . import shipped
+    return shipped.search_dirs("validation")
 
 
 def list_entries() -> list[Entry]:

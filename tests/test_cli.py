@@ -174,6 +174,23 @@ def test_list_shows_problems_presets_and_entries(capsys, monkeypatch):
     assert "lt_inflow_kn1e-3.yaml" in out and "apnn_even_odd" in out and "lt_evenodd_kn1e-3" in out
 
 
+def test_shipped_files_are_found_from_any_working_directory(tmp_path, capsys, monkeypatch):
+    """Outside the checkout: `sciml list` shows the shipped problems and presets, and a
+    problem file of the user's own names a shipped preset."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert str(LT3) in out and "  apnn_even_odd_small\n" in out and "lt_evenodd_kn1e-3" in out
+    mine = tmp_path / "mine.yaml"
+    problem = _heat_problem({"left": {"kind": "periodic"}, "right": {"kind": "periodic"}})
+    del problem["solver"]
+    mine.write_text(yaml.safe_dump(problem))
+    run = load_run(mine, solver="reference")
+    assert run.resolved["solver"]["kind"] == "reference"
+    with pytest.raises(ConfigError, match="unknown solver preset 'nope'; available: .*apnn_even_odd_small"):
+        load_run(mine, solver="nope")
+
+
 def test_every_shipped_problem_and_entry_validates():
     from sciml.validation import list_entries, method_overrides
 

@@ -51,9 +51,10 @@ def read_yaml(path: str | Path, *, what: str = "file") -> dict:
 
 def preset_dirs(base_dir: Path) -> list[Path]:
     """Where solver presets are looked up: ``solvers/`` in the problem file's
-    directory or any parent, then in the working directory."""
+    directory or any parent, then in the working directory, then the shipped ones."""
+    from .. import shipped
     dirs = [p / "solvers" for p in [base_dir, *base_dir.parents]]
-    dirs.append(Path.cwd() / "solvers")
+    dirs += [Path.cwd() / "solvers", shipped.path("solvers")]
     seen, out = set(), []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:

@@ -451,7 +451,8 @@ def basis_path(name: str, base_dir: Optional[Path] = None) -> Path:
     relative to the working directory when it exists there, else to ``base_dir`` (the
     problem file's folder)."""
     if name in ("2d", "3d"):
-        return Path(__file__).resolve().parents[2] / "data" / "metacolloc" / f"basis_{name}.pt"
+        from .. import shipped
+        return shipped.path("data", "metacolloc", f"basis_{name}.pt")
     p = Path(name)
     if p.is_absolute() or base_dir is None or p.exists():
         return p
