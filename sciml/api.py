@@ -28,7 +28,7 @@ from .physics.bgk import BGKProblem, MaxwellianWall
 from .physics.linear_transport import Inflow, LinearTransportProblem, Periodic
 from .physics.multitask import MultiEps
 from .residual import ENGINES
-from .solvers.apnn import APNNSolver
+from .solvers.apnn import APNNSolver, resolve_device
 from .solvers.apnn_lt import NetSpec, PointSpec
 from .solvers.base import Solution
 from .solvers.compare import FieldReference, field_metrics, tail_metrics
@@ -257,9 +257,19 @@ def solve(config: str | Path | Mapping[str, Any], *, solver: str | None = None,
         return _solve(run, out=out, device=device, resume=resume, progress=progress)
 
 
+def checked_device(device: str | None, spec_device: str, *, key: str = "solver.device") -> None:
+    """Stop with a :class:`ConfigError` (before anything is written) when the device asked
+    for (``device``, the ``--device`` argument, else the configuration's) is not here."""
+    try:
+        resolve_device(device or spec_device)
+    except RuntimeError as exc:
+        raise ConfigError("--device" if device else key, str(exc)) from None
+
+
 def _solve(run, *, out, device, resume, progress) -> Solution:
     """:func:`solve` on a loaded run configuration."""
     cfg = run.config
+    checked_device(device, getattr(cfg.solver, "device", "cpu"))
     output = cfg.output
     saved = _saved_config(out) if resume and out is not None else None
     if saved is not None:

@@ -67,6 +67,7 @@ def _metacolloc(args) -> int:
     import yaml
 
     from . import distributed, shipped
+    from .api import checked_device
     from .config.loader import read_yaml
     from .config.problem import MetaTrainSpec
     from .config.schema import apply_overrides, build, to_dict
@@ -76,6 +77,7 @@ def _metacolloc(args) -> int:
     data = read_yaml(source, what="training file")
     data = apply_overrides(data, args.overrides)
     spec = build(MetaTrainSpec, data, source=source)
+    checked_device(args.device, spec.device, key="device")
     out = Path(args.out) if args.out else Path("runs") / f"metacolloc_basis_{spec.dim}d"
     command = " ".join(["sciml metacolloc train", args.file or "solvers/metacolloc_train_2d.yaml"]
                        + [f"--set {o}" for o in args.overrides] + (["--out", args.out] if args.out else []))

@@ -46,6 +46,26 @@ def test_bad_config_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, path", [
+    (["solve", str(LT3), "--solver", "apnn_even_odd_small"], "--device"),
+    (["solve", str(ROOT / "problems" / "metacolloc" / "varcoeff2d.yaml")], "--device"),
+    (["reproduce", "hrgrad_lt_methods", "--quick", "--methods", "sum"], "--device"),
+    (["metacolloc", "train"], "--device"),
+])
+def test_a_device_that_is_not_here_exits_2_and_writes_nothing(tmp_path, capsys, monkeypatch, argv, path):
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    code = main(argv + ["--device", f"cuda:{n}", "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and f"config error at {path}" in err, err
+    assert not (tmp_path / "run").exists()
+    if n == 0:                                       # the configuration's own device is named too
+        code = main(["solve", str(LT3), "--set", "solver.device=cuda", "--out", str(tmp_path / "run"), "--quiet"])
+        assert code == 2 and "config error at solver.device" in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()
+
+
 BGK1 = ROOT / "problems" / "kinetic" / "bgk_case_I.yaml"
 
 

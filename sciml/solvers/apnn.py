@@ -31,7 +31,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available here; use auto or cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                           f"GPU(s): cuda:0 ... cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 
