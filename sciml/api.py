@@ -218,6 +218,26 @@ def _saved_config(out: str | Path) -> str | None:
     return None
 
 
+def resume_differences(out: str | Path, config_text: str) -> list[str]:
+    """The keys in which the run in ``out`` differs from ``config_text`` so that it
+    cannot be resumed (a run may be continued to more steps and evaluated on other
+    output points); empty when there is no run or it can be."""
+    saved = _saved_config(out)
+    if saved is None:
+        return []
+    return config_differences(saved, config_text,
+                              ignore=("solver.training.steps", "solver.training.lbfgs_steps", "output"))
+
+
+def check_resume(out: str | Path, config_text: str) -> None:
+    """A :class:`ConfigError` when ``--resume`` into ``out`` would continue another run."""
+    diff = resume_differences(out, config_text)
+    if diff:
+        raise ConfigError("--resume", f"{out} holds a run with another configuration ({', '.join(diff[:4])}"
+                                      f"{' ...' if len(diff) > 4 else ''} differ); run without --resume "
+                                      "to replace it, or choose another output directory")
+
+
 def _solve_pde(run, *, out, device) -> Solution:
     cfg = run.config
     problem = build_pde_problem(cfg.problem)
@@ -271,15 +291,8 @@ def _solve(run, *, out, device, resume, progress) -> Solution:
     cfg = run.config
     checked_device(device, getattr(cfg.solver, "device", "cpu"))
     output = cfg.output
-    saved = _saved_config(out) if resume and out is not None else None
-    if saved is not None:
-        # a run may be continued to more steps and evaluated on other output points
-        diff = config_differences(saved, run.yaml_text,
-                                  ignore=("solver.training.steps", "solver.training.lbfgs_steps", "output"))
-        if diff:
-            raise ConfigError("--resume", f"{out} holds a run with another configuration ({', '.join(diff[:4])}"
-                                          f"{' ...' if len(diff) > 4 else ''} differ); run without --resume "
-                                          "to replace it, or choose another output directory")
+    if resume and out is not None:
+        check_resume(out, run.yaml_text)
     if isinstance(cfg.problem, PDESpec):
         return _solve_pde(run, out=out, device=device)
     problem = build_run_problem(cfg)

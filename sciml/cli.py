@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the solver's setting)")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--check", action="store_true",
+                   help="validate the configuration and print it resolved (preset and defaults filled in); "
+                        "run and write nothing")
 
     r = sub.add_parser("reproduce", help="run a validation entry and compare with the published number")
     r.add_argument("id", help="validation entry id (see `sciml list`)")
@@ -47,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true",
                    help="keep finished runs in --out and continue interrupted ones from their checkpoints")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--check", action="store_true",
+                   help="validate the entry and every run's configuration and list the runs it would make "
+                        "(finished, to resume, to run); run and write nothing")
 
     sub.add_parser("list", help="list problems, solver presets and validation entries")
 
@@ -100,6 +106,15 @@ def _solve(args) -> int:
 
     run = load_run(args.file, solver=args.solver, overrides=args.overrides)  # validate before writing
     out = Path(args.out) if args.out else Path("runs") / run.config.problem.name
+    if args.check:
+        from .api import check_resume, checked_device
+
+        checked_device(args.device, getattr(run.config.solver, "device", "cpu"))
+        if args.resume:
+            check_resume(out, run.yaml_text)
+        print(run.yaml_text, end="")
+        print(f"# configuration OK ({run.source}); a run would write {out}/ (nothing written)")
+        return 0
     with distributed.process_group():      # under torchrun: one group, rank 0 writes and prints
         sol = solve(args.file, solver=args.solver, overrides=args.overrides, out=out, device=args.device,
                     resume=args.resume, progress=not args.quiet)
@@ -149,6 +164,11 @@ def _reproduce(args) -> int:
             raise ConfigError(f"--variant {name}", "given twice")
         variants[name] = value
     check_launch(entry)                    # before the process group: refused without a rendezvous
+    if args.check:
+        print(reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
+                        overrides=args.overrides, methods=methods, seeds=seeds, variants=variants,
+                        check=True).text())
+        return 0
     # under torchrun the runs of a comparison are dealt out to the processes; rank 0 reports
     with distributed.process_group(timeout=datetime.timedelta(days=7)):   # ranks wait for the slowest's runs
         report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,

@@ -248,6 +248,47 @@ class Report:
         return "\n".join(lines)
 
 
+@dataclass
+class Plan:
+    """What :func:`reproduce` would do (``check=True``): the runs, each with its state
+    (``to run``, ``resumes from its checkpoint``, ``finished``, ``replaces a run``);
+    every configuration has been validated, nothing was written."""
+    entry: Entry
+    quick: bool
+    out: Path
+    runs: list[tuple[Path, str]]
+    note: str = ""
+
+    def text(self) -> str:
+        lines = [f"{self.entry.id}{' (quick)' if self.quick else ''}: configuration OK; "
+                 f"{sum(state != 'finished' for _, state in self.runs)} of {len(self.runs)} run(s) to make "
+                 f"into {self.out} (nothing written)"]
+        lines += [f"  {d}: {state}" for d, state in self.runs]
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+def _state(run_dir: Path, config_text: str, resume: bool) -> str:
+    """What :func:`reproduce` will do with one run directory."""
+    from .api import resume_differences
+
+    there = (run_dir / "result.h5").exists() or (run_dir / "train").exists()
+    if not there:
+        return "to run"
+    if not resume:
+        return "to run (replaces the run there)"
+    if finished_run(run_dir, config_text) is not None:
+        return "finished"
+    diff = resume_differences(run_dir, config_text)
+    if diff:
+        return (f"REFUSED with --resume: the run there has another configuration ({', '.join(diff[:3])}"
+                f"{' ...' if len(diff) > 3 else ''})")
+    if (run_dir / "train" / "checkpoint.pt").exists():
+        return "resumes from its checkpoint"
+    return "to run (continues the finished run to more steps)" if (run_dir / "result.h5").exists() else "to run"
+
+
 def with_variants(entry: Entry, variants: Mapping[str, Any]) -> Entry:
     """``entry`` with further named variants, ``{name: {rule: ..., options: {...}}}`` (the
     form of an entry's ``variants:``), each added to its methods (and to its quick
@@ -289,7 +330,7 @@ def check_launch(entry: Entry) -> None:
 def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str | None = None,
               resume: bool = False, progress: bool = True, overrides: Sequence[str] = (),
               methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-              variants: Mapping[str, Any] | None = None) -> Report | None:
+              variants: Mapping[str, Any] | None = None, check: bool = False) -> Report | Plan | None:
     """Run a validation entry into ``out`` and check it.
 
     ``overrides``: ``KEY=VALUE`` strings applied after the entry's (and the quick
@@ -308,8 +349,12 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     In a torch.distributed group (``torchrun``; comparison entries only) the runs are
     dealt out to the processes, each training alone on its own device, and rank 0 writes
     the table and returns the report; the other ranks return ``None``.
+
+    ``check=True``: validate everything (the entry, methods, seeds, variants, every
+    run's configuration, the device) and return the :class:`Plan`; nothing is run or
+    written.
     """
-    from .api import solve
+    from .api import checked_device, solve
     from .plot import error_bars
 
     entry = with_variants(entry, variants or {})
@@ -332,7 +377,7 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     check_launch(entry)
     if entry.methods:
         return _compare(entry, quick=quick, overrides=overrides, out=out, device=device, resume=resume,
-                        progress=progress, only=methods, shown=shown, seeds=seeds)
+                        progress=progress, only=methods, shown=shown, seeds=seeds, check=check)
     if entry.study is not None:
         import importlib
 
@@ -341,7 +386,18 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
             fn = getattr(importlib.import_module(f"sciml.studies.{module}"), name)
         except (ImportError, AttributeError):
             raise ConfigError("study", f"no study {entry.study!r} in sciml.studies") from None
+        if check:
+            if device is not None:
+                checked_device(device, "auto")
+            return Plan(entry, quick, out, [(out, "to run")],
+                        note=f"a study (sciml.studies.{module}.{name}): it makes and checks its own runs")
         metrics = fn(entry, quick=quick, overrides=overrides, out=out, device=device, progress=progress)
+    elif check:
+        from .config import load_run
+
+        run = load_run(Path(entry.root) / entry.problem, solver=entry.solver, overrides=overrides)
+        checked_device(device, getattr(run.config.solver, "device", "cpu"))
+        return Plan(entry, quick, out, [(out, _state(out, run.yaml_text, resume))])
     else:
         metrics = solve(Path(entry.root) / entry.problem, solver=entry.solver, overrides=overrides, out=out,
                         device=device, resume=resume, progress=progress).metrics
@@ -498,12 +554,12 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
 
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
              progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = (),
-             seeds: Sequence[int] | None = None) -> Report | None:
+             seeds: Sequence[int] | None = None, check: bool = False) -> Report | Plan | None:
     """One run per method (``out/<method>/``), or per method and seed
     (``out/<method>/seed<k>/``); table, figure and the target's checks (``None`` on
     the ranks other than 0 of a torch.distributed group)."""
     from . import mtl
-    from .api import solve
+    from .api import checked_device, solve
     from .config import load_run
     from .plot import grouped_bars
 
@@ -548,8 +604,13 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
             if only is None or name in only:
                 raise
             inapplicable[name] = str(err)
-    pending = [(name, seed) for name in (methods if only is None else [m for m in methods if m in only])
-               for seed in units
+    now = [(name, seed) for name in (methods if only is None else [m for m in methods if m in only]) for seed in units]
+    if check:
+        checked_device(device, "auto")
+        return Plan(entry, quick, out, [(run_dir(n, sd), _state(run_dir(n, sd), configs[n, sd], resume))
+                                        for n, sd in now],
+                    note="".join(f"  {n}: left out of the table, {why}\n" for n, why in inapplicable.items()).rstrip())
+    pending = [(name, seed) for name, seed in now
                if not (resume and finished_run(run_dir(name, seed), configs[name, seed]) is not None)]
     # under torchrun the runs are dealt out to the processes, each training alone on its
     # device; every rank has made its list before any run starts, and rank 0 waits for

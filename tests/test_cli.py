@@ -248,3 +248,31 @@ def test_periodic_and_dirichlet_walls_through_the_config():
     i = sciml.solve(_heat_problem({"left": {"kind": "inflow", "f": "1"}, "right": {"kind": "inflow", "f": "0"}}, f0="0"))
     assert np.array_equal(d.fields["rho"], i.fields["rho"])
     assert d.fields["rho"][0, 0] > 0.9 and d.fields["rho"][0, -1] < 0.1
+
+
+def test_check_validates_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["solve", str(LT3), "--solver", "apnn_even_odd_small", "--out", str(out), "--check"]) == 0
+    text = capsys.readouterr().out
+    resolved = yaml.safe_load(text)          # the printed configuration is the resolved YAML
+    assert resolved["solver"]["kind"] == "apnn" and resolved["solver"]["training"]["steps"] > 0
+    assert "configuration OK" in text and not out.exists()
+    assert main(["solve", str(LT3), "--set", "solver.training.steps=-5", "--check"]) == 2
+
+    # a comparison: one line per run (method x seed) with what --resume would do there
+    cmp_out = tmp_path / "cmp"
+    argv = ["reproduce", "hrgrad_lt_methods", "--quick", "--methods", "sum,hrgrad", "--seeds", "0,1",
+            "--out", str(cmp_out), "--resume", "--check"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "4 of 4 run(s) to make" in text and text.count(": to run\n") == 4 and not cmp_out.exists()
+    stale = cmp_out / "hrgrad" / "seed1" / "train"        # a run made with another configuration
+    stale.mkdir(parents=True)
+    (stale / "config.yaml").write_text(LT3.read_text())
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "hrgrad/seed1: REFUSED with --resume: the run there has another configuration" in text
+    assert main(argv[:-2] + ["--check"]) == 0        # without --resume: replaced
+    assert "hrgrad/seed1: to run (replaces the run there)" in capsys.readouterr().out
+    assert sorted(p.name for p in cmp_out.rglob("*")) == ["config.yaml", "hrgrad", "seed1", "train"]

@@ -49,3 +49,53 @@ def test_docs_python_example_runs(code, tmp_path, monkeypatch):
     monkeypatch.setattr(sciml, "solve", short)
     with contextlib.redirect_stdout(io.StringIO()):
         exec(compile(code, "<docs example>", "exec"), {"__name__": "__docs__"})
+
+
+def _commands():
+    """The `sciml solve` / `sciml reproduce` command lines of the pages' bash blocks,
+    with the pages' shell arrays (``MID=(...)``) expanded by bash; lines that show a
+    pattern rather than a command (``...``, ``[--quick]``, ``FILE``) are left out."""
+    import subprocess
+
+    for page in PAGES_ALL:
+        blocks = re.findall(r"^```bash\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+        arrays, lines = [], []
+        for block in blocks:
+            block = re.sub(r"\\\n\s*", " ", block)
+            arrays += re.findall(r"^[A-Z][A-Z_]*=\((?:[^()])*\)", block, flags=re.M)
+            for line in block.splitlines():
+                line = re.sub(r"\s+#.*$", "", line.strip())
+                if re.match(r"sciml (solve|reproduce) ", line) and not re.search(r"\.\.\.|\[--|FILE|NAME|<", line):
+                    lines.append(line)
+        if not lines:
+            continue
+        script = "\n".join(arrays + ['sciml() { printf "%s\\x1f" "$@"; printf "\\x1e"; }'] + lines)
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+        for line, record in zip(lines, out.split("\x1e")):
+            yield pytest.param(record.split("\x1f")[:-1], id=f"{page.stem}: {line[:60]}")
+
+
+PAGES_ALL = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMANDS = list(_commands())
+
+
+def test_the_pages_have_commands():
+    assert len(COMMANDS) >= 25
+
+
+@pytest.mark.parametrize("argv", COMMANDS)
+def test_docs_command_line_is_valid(argv, tmp_path, monkeypatch, capsys):
+    """Every command the pages show is accepted as it is written (`--check`: the
+    configuration of each run validated, nothing run or written)."""
+    import torch
+    from sciml.cli import main
+
+    for name in ("problems", "data"):
+        (tmp_path / name).symlink_to(ROOT / name, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    if "--device" in argv and not torch.cuda.is_available():        # a GPU command on a CPU machine
+        i = argv.index("--device")
+        argv = argv[:i] + argv[i + 2:]
+    code = main(argv + ["--check"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "problems"]
