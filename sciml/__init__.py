@@ -1,6 +1,7 @@
 """sciml: scientific machine learning for kinetic equations and PDEs.
 
-``sciml.solve(path_or_config, ...)`` solves a configured problem; see the README.
+``sciml.solve(path_or_config, ...)`` solves a configured problem, ``sciml.load(run_dir)``
+reads a saved one back; see the README.
 """
 __version__ = "0.1.0"
 
@@ -12,4 +13,11 @@ def solve(*args, **kwargs):
     return _solve(*args, **kwargs)
 
 
-__all__ = ["solve", "__version__"]
+def load(path):
+    """A saved run (its folder or ``result.h5``) back as a :class:`~sciml.solvers.base.Solution`."""
+    from .solvers.base import Solution
+
+    return Solution.load(path)
+
+
+__all__ = ["solve", "load", "__version__"]

@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list problems, solver presets and validation entries")
 
+    w = sub.add_parser("show", help="print a saved run's summary (its folder or result.h5)")
+    w.add_argument("run", help="a run folder (holding result.h5), e.g. runs/lt")
+    w.add_argument("--config", action="store_true", help="also print the resolved configuration it ran with")
+    w.add_argument("--figures", action="store_true", help="draw its figures again (into RUN/figures)")
+
     m = sub.add_parser("metacolloc", help="MetaColloc tools")
     msub = m.add_subparsers(dest="action", required=True)
     t = msub.add_parser("train", help="meta-train a basis on random fields (writes OUT/basis.pt + basis.json)")
@@ -208,13 +213,45 @@ def _list(args) -> int:
     return 0
 
 
+def _show(args) -> int:
+    import json
+
+    from .config import ConfigError
+    from .solvers.base import Solution
+
+    try:
+        sol = Solution.load(args.run)
+    except (FileNotFoundError, OSError) as exc:
+        raise ConfigError("run", f"{exc} (give a run folder written by `sciml solve --out`)") from None
+    meta = sol.meta
+    try:
+        versions = json.loads(meta.get("versions", "{}"))
+    except (TypeError, ValueError):
+        versions = {}
+    made = ", ".join(x for x in [f"created {meta['created']}" if "created" in meta else "",
+                                 f"git {str(meta['git_revision'])[:12]}" if meta.get("git_revision") else "",
+                                 " ".join(f"{k} {v}" for k, v in versions.items() if k in ("sciml", "torch")),
+                                 f"{meta['world_size']} processes" if int(meta.get("world_size", 1) or 1) > 1 else ""]
+                     if x)
+    print(sol.summary())
+    if made:
+        print(made)
+    if args.config:
+        print(sol.config_text, end="" if sol.config_text.endswith("\n") else "\n")
+    if args.figures:
+        folder = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+        for f in sol.draw(folder / "figures"):
+            print(f"wrote {f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .train import CheckpointMismatch
 
     args = _parser().parse_args(argv)
     try:
-        return {"solve": _solve, "reproduce": _reproduce, "list": _list,
+        return {"solve": _solve, "reproduce": _reproduce, "list": _list, "show": _show,
                 "metacolloc": _metacolloc}[args.command](args)
     except (ConfigError, CheckpointMismatch) as exc:
         print(f"sciml: {exc}", file=sys.stderr)

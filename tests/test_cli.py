@@ -276,3 +276,22 @@ def test_check_validates_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert main(argv[:-2] + ["--check"]) == 0        # without --resume: replaced
     assert "hrgrad/seed1: to run (replaces the run there)" in capsys.readouterr().out
     assert sorted(p.name for p in cmp_out.rglob("*")) == ["config.yaml", "hrgrad", "seed1", "train"]
+
+
+def test_a_saved_run_loads_back_and_shows(tmp_path, capsys):
+    out = tmp_path / "ref"
+    sol = sciml.solve(LT3, solver="reference", out=out, progress=False)
+    back = sciml.load(out)
+    assert back.solver == sol.solver and back.config_text == sol.config_text and back.dims == sol.dims
+    assert set(back.fields) == set(sol.fields) and np.array_equal(back["rho"], sol["rho"])
+    assert np.array_equal(back.grid["x"], sol.grid["x"]) and back.metrics["rel_l2_rho"] == sol.metrics["rel_l2_rho"]
+    assert back.meta["problem"] == "lt_inflow_kn1e-3" and "torch" in back.meta["versions"]
+    assert sorted(back.summary().splitlines()) == sorted(sol.summary().splitlines())   # h5 keeps keys sorted
+    for f in (out / "figures").iterdir():
+        f.unlink()
+    assert main(["show", str(out), "--config", "--figures"]) == 0
+    text = capsys.readouterr().out
+    assert "rel_l2_rho" in text and "created " in text and "kind: reference" in text
+    assert (out / "figures" / "density.png").is_file()
+    assert main(["show", str(tmp_path / "nothing")]) == 2
+    assert "config error at run: no result at" in capsys.readouterr().err

@@ -107,9 +107,14 @@ def write_result(path: str | Path, *, grid: Mapping[str, np.ndarray], fields: Ma
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
-    """Read a ``result.h5`` back into plain dicts (grid, fields, reference, metrics, history, attrs)."""
-    out: dict[str, Any] = {"grid": {}, "fields": {}, "reference": {}, "metrics": {}, "history": {}, "attrs": {}}
+    """Read a ``result.h5`` back into plain dicts (grid, fields, reference, metrics, history,
+    attrs, and the dims of each field that has them)."""
+    out: dict[str, Any] = {"grid": {}, "fields": {}, "reference": {}, "metrics": {}, "history": {}, "attrs": {},
+                           "dims": {}}
     with h5py.File(path, "r") as h:
+        if "fields" in h:
+            h["fields"].visititems(lambda name, obj: out["dims"].__setitem__(name, tuple(json.loads(obj.attrs["dims"])))
+                                   if isinstance(obj, h5py.Dataset) and "dims" in obj.attrs else None)
         for grp in ("grid", "fields", "reference", "history"):
             if grp in h:   # names with "/" (multi-task terms "task/term") are nested groups
                 found: dict[str, Any] = {}

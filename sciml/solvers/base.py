@@ -70,6 +70,25 @@ class Solution:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.fields[name]
 
+    @classmethod
+    def load(cls, path: str | Path) -> "Solution":
+        """A saved run back (``path``: its folder or its ``result.h5``), as :func:`sciml.solve`
+        returned it: fields, grid, metrics, reference, history, the resolved configuration
+        (``config_text``) and the rest of the file's attributes in ``meta`` (versions, git
+        revision, creation time, ...)."""
+        from ..io import read_result
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / "result.h5"
+        if not path.is_file():
+            raise FileNotFoundError(f"no result at {path}")
+        r = read_result(path)
+        attrs = dict(r["attrs"])
+        config_text, solver = str(attrs.pop("config", "")), str(attrs.pop("solver", "?"))
+        return cls(solver=solver, grid=r["grid"], fields=r["fields"], dims=r["dims"], metrics=r["metrics"],
+                   reference=r["reference"], history=r["history"], config_text=config_text, meta=attrs)
+
     def save(self, out_dir: str | Path, *, figures: bool = True) -> Path:
         """Write ``out_dir/result.h5`` (and ``out_dir/figures/*.png``)."""
         out = Path(out_dir)
