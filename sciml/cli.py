@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list problems, solver presets and validation entries")
 
-    w = sub.add_parser("show", help="print a saved run's summary (its folder or result.h5)")
-    w.add_argument("run", help="a run folder (holding result.h5), e.g. runs/lt")
+    w = sub.add_parser("show", help="print a saved run's summary (its folder or result.h5), or a comparison's table")
+    w.add_argument("run", help="a run folder (holding result.h5), e.g. runs/lt, or a comparison's --out folder")
     w.add_argument("--config", action="store_true", help="also print the resolved configuration it ran with")
     w.add_argument("--figures", action="store_true", help="draw its figures again (into RUN/figures)")
 
@@ -219,6 +219,10 @@ def _show(args) -> int:
     from .config import ConfigError
     from .solvers.base import Solution
 
+    table = Path(args.run) / "comparison.md"
+    if table.is_file() and not (Path(args.run) / "result.h5").exists():     # a comparison of `sciml reproduce`
+        print(table.read_text(), end="")
+        return 0
     try:
         sol = Solution.load(args.run)
     except (FileNotFoundError, OSError) as exc:

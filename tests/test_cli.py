@@ -293,5 +293,8 @@ def test_a_saved_run_loads_back_and_shows(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "rel_l2_rho" in text and "created " in text and "kind: reference" in text
     assert (out / "figures" / "density.png").is_file()
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "comparison.md").write_text("| method | worst |\n")
+    assert main(["show", str(tmp_path / "cmp")]) == 0 and capsys.readouterr().out == "| method | worst |\n"
     assert main(["show", str(tmp_path / "nothing")]) == 2
     assert "config error at run: no result at" in capsys.readouterr().err
