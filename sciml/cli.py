@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list problems, solver presets and validation entries")
 
+    k = sub.add_parser("keys", help="the configuration's keys: type, bounds, default, documentation")
+    k.add_argument("path", nargs="?", default="", help="only this key and what is under it, e.g. solver.training")
+
     w = sub.add_parser("show", help="print a saved run's summary (its folder or result.h5), or a comparison's table")
     w.add_argument("run", help="a run folder (holding result.h5), e.g. runs/lt, or a comparison's --out folder")
     w.add_argument("--config", action="store_true", help="also print the resolved configuration it ran with")
@@ -213,6 +216,14 @@ def _list(args) -> int:
     return 0
 
 
+def _keys(args) -> int:
+    from .config.problem import RunConfig
+    from .config.schema import describe
+
+    print(describe(RunConfig, args.path))
+    return 0
+
+
 def _show(args) -> int:
     import json
 
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return {"solve": _solve, "reproduce": _reproduce, "list": _list, "show": _show,
+        return {"solve": _solve, "reproduce": _reproduce, "list": _list, "show": _show, "keys": _keys,
                 "metacolloc": _metacolloc}[args.command](args)
     except (ConfigError, CheckpointMismatch) as exc:
         print(f"sciml: {exc}", file=sys.stderr)

@@ -298,3 +298,19 @@ def test_a_saved_run_loads_back_and_shows(tmp_path, capsys):
     assert main(["show", str(tmp_path / "cmp")]) == 0 and capsys.readouterr().out == "| method | worst |\n"
     assert main(["show", str(tmp_path / "nothing")]) == 2
     assert "config error at run: no result at" in capsys.readouterr().err
+
+
+def test_keys_documents_the_configuration(capsys):
+    assert main(["keys"]) == 0
+    everything = capsys.readouterr().out
+    assert "problem: " in everything and "  training: section" in everything
+    assert main(["keys", "solver.training"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("training: section") and "  steps: int, >= 0" in text and "aggregator_options" in text
+    assert main(["keys", "problem.initial"]) == 0      # one key, two equations: each says its own
+    text = capsys.readouterr().out
+    assert "# equation: linear_transport" in text and "# equation: bgk" in text and "T: str  [required]" in text
+    assert main(["keys", "solver.device"]) == 0        # the same text in several solvers: once
+    assert capsys.readouterr().out.count("device: str") == 1
+    assert main(["keys", "solver.trainin"]) == 2
+    assert "config error at solver.trainin: unknown key 'trainin' (did you mean 'training'?)" in capsys.readouterr().err

@@ -413,9 +413,9 @@ def _describe_type(tp, pad: str, lines: list, stack: tuple) -> None:
         _describe_fields(c, pad + "  " if disc else pad, lines, stack + (c,), disc[0] if disc else None)
 
 
-def _describe_fields(cls, pad: str, lines: list, stack: tuple, skip: str | None) -> None:
+def _describe_fields(cls, pad: str, lines: list, stack: tuple, skip: str | None, only: str | None = None) -> None:
     for f in dataclasses.fields(cls):
-        if not f.init or f.name == skip:
+        if not f.init or f.name == skip or (only is not None and f.name != only):
             continue
         tp, m = _hints(cls)[f.name], _meta(f)
         head = f"{pad}{f.name}: {_type_name(tp)}" + (f", {_bounds(m)}" if _bounds(m) else "")
@@ -433,9 +433,38 @@ def _describe_fields(cls, pad: str, lines: list, stack: tuple, skip: str | None)
         _describe_type(tp, pad + "  ", lines, stack)
 
 
-def describe(cls) -> str:
+def describe(cls, path: str = "") -> str:
     """A readable listing of the keys of ``cls`` (nested sections indented): type,
-    bounds, default or ``[required]``, and documentation."""
-    lines: list = []
-    _describe_type(cls, "", lines, ())
-    return "\n".join(lines)
+    bounds, default or ``[required]``, and documentation. ``path`` (dotted, e.g.
+    ``"solver.training"``): only that key, in every section that has it (a key of
+    one kind of solver only, say); an unknown key is a :class:`ConfigError`."""
+    parts = [p for p in path.split(".") if p] if path else []
+    if not parts:
+        lines: list = []
+        _describe_type(cls, "", lines, ())
+        return "\n".join(lines)
+    tp, parents, disc = cls, [], None
+    for i, part in enumerate(parts):
+        sections = _sections(tp)
+        disc = _discriminator(tuple(sections)) if len(sections) > 1 else None
+        parents = [c for c in sections if part in {f.name for f in dataclasses.fields(c) if f.init}]
+        if not parents:
+            allowed = sorted({f.name for c in sections for f in dataclasses.fields(c) if f.init})
+            raise ConfigError(".".join(parts[:i + 1]), f"unknown key {part!r}{_suggest(part, allowed)}" + (
+                f"; allowed keys: {', '.join(allowed)}" if allowed else f"; {'.'.join(parts[:i])} has no keys"))
+        found = list(dict.fromkeys(_hints(c)[part] for c in parents))
+        tp = found[0] if len(found) == 1 else Union[tuple(found)]
+    blocks: dict[str, list] = {}          # the key as each section has it; the same text once
+    for c in parents:
+        lines = []
+        _describe_fields(c, "", lines, (c,), None, only=parts[-1])
+        blocks.setdefault("\n".join(lines), []).append(c)
+    if len(blocks) == 1:
+        return next(iter(blocks))
+    out = []
+    for text, owners in blocks.items():
+        if disc:
+            names = [v for v, k in disc[1].items() if k in owners]
+            out.append(f"# {disc[0]}: {' | '.join(map(str, names))}")
+        out.append(text)
+    return "\n".join(out)
