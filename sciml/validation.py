@@ -319,6 +319,17 @@ def with_variants(entry: Entry, variants: Mapping[str, Any]) -> Entry:
     return dataclasses.replace(entry, variants=merged, methods=list(entry.methods) + names, quick=quick)
 
 
+def _provenance() -> dict:
+    """What ``validation.json`` says of the code that wrote it (each run's ``result.h5``
+    says the same of the code that made the run)."""
+    from datetime import datetime, timezone
+
+    from .io import git_revision, versions
+
+    return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_revision": git_revision(),
+            "versions": versions()}
+
+
 def check_launch(entry: Entry) -> None:
     """Under torchrun (launched, or in a process group) only a comparison runs: its runs
     are dealt out to the processes; an entry that is one run is a ConfigError."""
@@ -412,6 +423,7 @@ def reproduce(entry: Entry, *, quick: bool = False, out: str | Path, device: str
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, dict(metrics), out,
                     overrides=shown)
     (out / "validation.json").write_text(json.dumps({
+        **_provenance(),
         "id": entry.id, "quick": quick, "metric": entry.main_metric(quick), "value": report.value,
         "overrides": report.overrides,
         "tolerance": report.tolerance, "published": entry.published, "passed": report.passed,
@@ -675,6 +687,7 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
                     comparison, missing, list(shown), inapplicable, seeds, per_seed)
     (out / "validation.json").write_text(json.dumps({
+        **_provenance(),
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
         "inapplicable": inapplicable, "overrides": report.overrides, "seeds": seeds,

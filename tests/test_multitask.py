@@ -229,6 +229,7 @@ def test_comparison_built_over_several_calls(tmp_path, capsys):
     assert table.index("eps1 ") < table.index("eps0.001") and "| sum |" in table
     saved = json.loads((out / "validation.json").read_text())
     assert saved["overrides"][0] == "solver.training.steps=3" and saved["missing"] == []
+    assert "torch" in saved["versions"] and saved["created"] and "git_revision" in saved    # provenance
     # everything computed again resumes nothing; another configuration is not mixed in
     again = reproduce(entry, quick=True, out=out, overrides=tiny[:-1] + ["problem.eps=[1.0, 1.0e-2]"],
                       methods=["hrgrad"], progress=False)
