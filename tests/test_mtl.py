@@ -657,10 +657,11 @@ def _mtl_ddp_worker(rank, world, init_file, result_dir, rule):
                 p.grad = None
             hook(terms(), params)
             local = torch.cat([p.grad.reshape(-1) for p in params]).clone()
-            for p in params:                                # what the trainer does next
-                dist.all_reduce(p.grad)
-                p.grad /= world
-            out[step] = {"G": local_G, "L": local_L, "local": local,
+            if not hook.grads_global:                       # what the trainer does next
+                for p in params:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+            out[step] = {"G": local_G, "L": local_L, "local": local, "global": torch.tensor(hook.grads_global),
                          "update": torch.cat([p.grad.reshape(-1) for p in params]).clone()}
             with torch.no_grad():
                 for p in params:
@@ -695,6 +696,8 @@ def test_distributed_ranks_apply_the_rule_to_the_global_task_gradients(tmp_path,
     ref_rule, per_rank = serial(), [serial(), serial()]
     for step in range(3):
         torch.testing.assert_close(r[0][step]["update"], r[1][step]["update"], rtol=1e-12, atol=0)
+        # the trainer averages over the ranks only what the hook did not make global
+        assert bool(r[0][step]["global"]) == (name != "weighting" or w == "gradnorm")
         if name != "weighting" or w == "gradnorm":          # the rule's update itself is global
             torch.testing.assert_close(r[0][step]["local"], r[1][step]["local"], rtol=1e-12, atol=0)
         G = (r[0][step]["G"] + r[1][step]["G"]) / 2

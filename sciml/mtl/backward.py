@@ -20,7 +20,11 @@ Under ``torch.distributed`` (torchrun) every rank holds its own points: the task
 and the ``K x n`` task gradients are averaged over the ranks before the rule sees them,
 so that every rank applies the rule to the global task gradients (a nonlinear rule
 applied per rank and then averaged is another rule) and keeps the same state. The
-trainer's gradient averaging then averages equal updates.
+update is then the same on every rank, and the hook says so (``grads_global``), so
+that the trainer does not average it over the ranks again. A loss weighting that
+needs no gradients (DWA, uncertainty, FAMO) weights each rank's own losses with the
+global weights and leaves ``grads_global`` false: the trainer averages those
+gradients as it does a summed loss's.
 
 The hook holds the aggregator's / weighting's state (``state_dict``); pass it as the
 trainer's ``extra_state`` so that ``--resume`` is exact. ``last`` holds the
@@ -64,6 +68,7 @@ class TaskBackward:
         self.aggregator, self.weighting, self.diagnose = aggregator, weighting, diagnose
         self.tasks: list[str] | None = None
         self.last: dict = {}
+        self.grads_global = False     # after a call: its gradients are the same on every rank already
 
     def task_losses(self, terms: Mapping[str, torch.Tensor]) -> tuple[list[str], list[torch.Tensor]]:
         groups: dict[str, list[torch.Tensor]] = {}
@@ -95,8 +100,10 @@ class TaskBackward:
             w = self.weighting(L).to(total.dtype).to(total.device)
             (torch.stack(losses) * w).sum().backward()
             self.last = {"task_losses": L.double().tolist(), "weights": w.double().tolist()}
+            self.grads_global = False            # each rank's own gradients: the trainer averages them
             return total.detach()
         G = _rank_mean(self.task_gradients(losses, params))          # ... and global task gradients
+        self.grads_global = True                 # the update below is the same on every rank
         if self.weighting is not None:      # GradNorm: weights from the task gradient norms
             w = self.weighting(L, G.norm(dim=1)).to(G.dtype).to(G.device)
             update = w @ G

@@ -46,7 +46,9 @@ exactly; an interrupt inside an optimiser update saves the last good state inste
 
 Distributed (``torch.distributed`` initialised): the model is broadcast from rank 0
 at a fresh start, gradients and logged loss values are averaged over ranks every
-step (so all ranks take identical steps), the generator is seeded with
+step (so all ranks take identical steps; a ``backward`` callable that has made the
+gradients global itself says so by ``grads_global = True`` after the call, as the
+multi-task hook does, and they are left as they are), the generator is seeded with
 ``seed + rank``, only rank 0 writes files and shows the progress bar.
 """
 from __future__ import annotations
@@ -566,7 +568,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         terms = self._call_loss(i)
         total = self.backward(terms, self.params)
-        self._sync_grads()
+        if not getattr(self.backward, "grads_global", False):    # a multi-task rule's update is already global
+            self._sync_grads()
         gnorm = _grad_norm(self.params, self._stat_dtype, self.device)
         names = list(terms)
         vals = self._stats(terms, total, gnorm)
@@ -604,7 +607,8 @@ class Trainer:
             self.generator.set_state(self._lbfgs_batch)
             terms = self._call_loss(self.config.steps)
             total = self._as_total(self.backward(terms, self.params))
-            self._sync_grads()
+            if not getattr(self.backward, "grads_global", False):
+                self._sync_grads()
             d = _dist()
             if d is not None and self.world_size > 1:
                 total = total.clone()
