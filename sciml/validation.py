@@ -630,10 +630,15 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     rank, world = distributed.rank(), distributed.world_size()
     distributed.barrier()
     with distributed.independent():
-        for name, seed in pending[rank::world]:
+        mine = pending[rank::world]
+        for i, (name, seed) in enumerate(mine):
+            where = run_dir(name, seed).relative_to(out)
             if world > 1:             # one write per line, so that the ranks' lines do not interleave
-                sys.stdout.write(f"rank {rank}/{world}: {run_dir(name, seed).relative_to(out)}\n")
+                sys.stdout.write(f"rank {rank}/{world}: {where} ({i + 1} of its {len(mine)} runs)\n")
                 sys.stdout.flush()
+            elif progress:            # which of the runs the next progress bar is
+                print(f"run {i + 1}/{len(mine)}: {where}" + (f" ({len(now) - len(pending)} finished ones kept)"
+                                                             if len(now) > len(pending) else ""), flush=True)
             solve(problem, solver=entry.solver, overrides=settings(name, seed), out=run_dir(name, seed),
                   device=device, resume=resume, progress=progress and rank == 0)
     distributed.barrier()
