@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None)
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     t.add_argument("--quiet", action="store_true")
+    t.add_argument("--check", action="store_true", help="validate and print the resolved training configuration; "
+                                                        "train and write nothing")
     return p
 
 
@@ -93,6 +95,10 @@ def _metacolloc(args) -> int:
     spec = build(MetaTrainSpec, data, source=source)
     checked_device(args.device, spec.device, key="device")
     out = Path(args.out) if args.out else Path("runs") / f"metacolloc_basis_{spec.dim}d"
+    if args.check:
+        print(yaml.safe_dump(to_dict(spec), sort_keys=False), end="")
+        print(f"# configuration OK ({source}); training would write {out}/ (nothing written)")
+        return 0
     command = " ".join(["sciml metacolloc train", args.file or "solvers/metacolloc_train_2d.yaml"]
                        + [f"--set {o}" for o in args.overrides] + (["--out", args.out] if args.out else []))
     with distributed.process_group():      # under torchrun: a larger meta-batch, rank 0 writes and prints

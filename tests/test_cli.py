@@ -258,6 +258,9 @@ def test_check_validates_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert resolved["solver"]["kind"] == "apnn" and resolved["solver"]["training"]["steps"] > 0
     assert "configuration OK" in text and not out.exists()
     assert main(["solve", str(LT3), "--set", "solver.training.steps=-5", "--check"]) == 2
+    capsys.readouterr()
+    assert main(["metacolloc", "train", "--set", "steps=7", "--out", str(out), "--check"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["steps"] == 7 and not out.exists()
 
     # a comparison: one line per run (method x seed) with what --resume would do there
     cmp_out = tmp_path / "cmp"
