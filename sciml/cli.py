@@ -268,6 +268,7 @@ def _show(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
+    from .errors import SolveFailed
     from .train import CheckpointMismatch
 
     args = _parser().parse_args(argv)
@@ -277,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointMismatch) as exc:
         print(f"sciml: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SolveFailed as exc:           # a numerical failure the message explains
+        print(f"sciml: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("sciml: interrupted; resume with --resume", file=sys.stderr)
         return 130

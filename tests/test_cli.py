@@ -317,3 +317,18 @@ def test_keys_documents_the_configuration(capsys):
     assert capsys.readouterr().out.count("device: str") == 1
     assert main(["keys", "solver.trainin"]) == 2
     assert "config error at solver.trainin: unknown key 'trainin' (did you mean 'training'?)" in capsys.readouterr().err
+
+
+def test_pde_data_that_is_not_finite_stops_with_one_line(tmp_path, capsys):
+    """Data that overflow or divide by zero at collocation points: exit 1 with what and
+    where, nothing written; a literal too large for a float is a config error (exit 2);
+    an exact solution constant in one coordinate is fine."""
+    poisson = ROOT / "problems" / "metacolloc" / "poisson2d.yaml"
+    out = tmp_path / "run"
+    assert main(["solve", str(poisson), "--set", "problem.exact=1/x", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the boundary data: non-finite values" in err and not out.exists()
+    assert main(["solve", str(poisson), "--set", "problem.operator=-lap(u)*1e400", "--out", str(out)]) == 2
+    assert "config error at problem.operator: number 1e400 is too large" in capsys.readouterr().err
+    sol = sciml.solve(poisson, overrides={"problem.exact": "x**2 - 0.5*x", "output.grid": 21})
+    assert sol.metrics["rel_l2_u"] < 1e-10

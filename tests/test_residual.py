@@ -41,6 +41,25 @@ def test_derivatives_match_analytic_float64(engine):
     assert torch.allclose(again[("x", "t")], want[("t", "x")], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+@pytest.mark.parametrize("fn, dx, dxx", [
+    (lambda p: p["x"] ** 2, lambda x: 2 * x, lambda x: 2 + 0 * x),     # depends on x only
+    (lambda p: 3.0 + 0 * p["x"].detach(), lambda x: 0 * x, lambda x: 0 * x),   # depends on nothing
+])
+def test_derivatives_in_a_coordinate_the_function_ignores_are_zero(engine, fn, dx, dxx):
+    """u(x, y) = x^2 (or a constant): every derivative in y is zero, of any order and
+    mixed, not an autograd error (an exact solution constant in one coordinate)."""
+    g = torch.Generator().manual_seed(0)
+    p = Uniform(dtype=torch.float64).sample(Box.of(x=(-1, 1), y=(0, 1)), 50, g)
+    idx = [("x",), ("y",), ("x", "x"), ("y", "y"), ("x", "y"), ("y", "y", "y"), ("x", "x", "y")]
+    got = derivatives(fn, p, idx, engine=ENGINES[engine]())
+    x = p["x"]
+    torch.testing.assert_close(got[("x",)].squeeze(-1), dx(x))
+    torch.testing.assert_close(got[("x", "x")].squeeze(-1), dxx(x))
+    for i in idx[3:] + [("y",)]:
+        assert torch.count_nonzero(got[i]) == 0, i
+
+
 def test_engines_agree_on_a_network_and_keep_parameter_gradients():
     torch.manual_seed(0)
     box = Box.of(t=(0, 0.1), x=(0, 1))

@@ -183,9 +183,12 @@ class Expression:
         if isinstance(node, ast.Constant):
             if type(node.value) in (int, float):
                 try:
-                    return float(node.value)
+                    value = float(node.value)
                 except OverflowError:
+                    value = math.inf
+                if not math.isfinite(value):
                     self._error(f"number {self._seg(node)} is too large")
+                return value
             kind = "strings are" if isinstance(node.value, (str, bytes)) else f"{node.value!r} is"
             self._error(f"{kind} not allowed: {self._seg(node)!r}")
         if isinstance(node, ast.Name):

@@ -75,8 +75,11 @@ class Reverse:
                 py = cache[parent]
                 cols: dict[str, list[torch.Tensor]] = {n: [] for n in nxt}
                 for c in range(py.shape[-1]):
-                    grads = torch.autograd.grad(py[:, c].sum(), [leaves[n] for n in nxt],
-                                                create_graph=True, allow_unused=True)
+                    if py.requires_grad:
+                        grads = torch.autograd.grad(py[:, c].sum(), [leaves[n] for n in nxt],
+                                                    create_graph=True, allow_unused=True)
+                    else:             # a column that depends on no coordinate (u = x^2 has u_yy = 0)
+                        grads = [None] * len(nxt)
                     for n, g in zip(nxt, grads):
                         cols[n].append(torch.zeros_like(leaves[n]) if g is None else g)
                 for n in nxt:

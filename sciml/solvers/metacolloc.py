@@ -40,6 +40,7 @@ from ..domain.geometry import Points
 from ..nn.basis import DualBranchBasis, basis_jets
 from ..residual import Forward, derivatives
 from .least_squares import SVD
+from ..errors import SolveFailed
 
 
 # ---- the basis on disk -------------------------------------------------------------------------
@@ -372,6 +373,16 @@ class _System:
         """Rows and right-hand side of the Newton step at ``w`` (for a linear operator at
         ``w = 0`` this is the whole system)."""
         val, J = self._jacobian(w)
+        for what, x in (("the source f", self.f), ("the boundary data", self.g),
+                        ("the operator's rows" + (" at the current Newton iterate" if w.any() else ""), J),
+                        ("the operator's value" + (" at the current Newton iterate" if w.any() else ""), val)):
+            bad = ~torch.isfinite(x)
+            if bad.any():
+                rows = int(bad.reshape(len(x), -1).any(1).sum())
+                raise SolveFailed(f"{what}: non-finite values (inf or NaN) at {rows} of {len(x)} collocation points; "
+                                  "look for a division by zero, log or sqrt of a negative number, or an "
+                                  "overflow (exp of a large value, a huge constant) in problem.operator, f "
+                                  "and the boundary data")
         r_int = self.f - val                       # interior residual of the current iterate
         r_bnd = self.g - self.B @ w
         si, sb = self.s_int, self.s_bnd

@@ -72,6 +72,7 @@ from torch import Tensor
 from torch.optim.lr_scheduler import LambdaLR
 
 from ..distributed import current as _dist
+from ..errors import SolveFailed
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class TrainConfig:
             raise TypeError(f"schedule must have .scheduler(optimizer, total_steps), got {self.schedule!r}")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(SolveFailed):
     """Non-finite losses persisted after ``max_retries`` rollbacks."""
 
     def __init__(self, message: str, *, step: int, terms: list[str]):
@@ -738,7 +739,9 @@ class Trainer:
             self.history.events.append({**event, "action": "abort"})
             raise TrainingDiverged(f"non-finite {desc} at step {gi} ({phase}); giving up after {self.retries} "
                                    f"rollback(s) (max_retries={cfg.max_retries}, lr scale "
-                                   f"{getattr(self, scale_name):g})", step=gi, terms=list(bad))
+                                   f"{getattr(self, scale_name):g}); try a lower learning rate "
+                                   f"(solver.training.lr) or a gradient clip (solver.training.grad_clip)",
+                                   step=gi, terms=list(bad))
         snap = self._snapshot
         self.retries += 1
         setattr(self, scale_name, getattr(self, scale_name) * float(cfg.retry_lr_factor))
