@@ -33,7 +33,8 @@ from .solvers.apnn_lt import NetSpec, PointSpec
 from .solvers.base import Solution
 from .solvers.compare import FieldReference, field_metrics, tail_metrics
 from .solvers.least_squares import SVD, PivotedQR, Ridge
-from .solvers.metacolloc import Collocation, MaxNormRows, MetaCollocSolver, Newton, UnitRows, Waves
+from .solvers.metacolloc import (BasisMismatch, Collocation, MaxNormRows, MetaCollocSolver, Newton, UnitRows,
+                                 Waves)
 from .solvers.reference import ReferenceSolver
 from .train import TrainConfig
 from .train import Constant, Cosine, StepDecay
@@ -245,7 +246,7 @@ def _solve_pde(run, *, out, device) -> Solution:
     solver_obj.base_dir = run.base_dir
     try:
         res = solver_obj.solve_pde(problem, eval_points=cfg.output.eval_points, grid=cfg.output.grid)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, BasisMismatch) as exc:
         raise ConfigError("solver.basis", str(exc)) from None
     names = tuple(res["grid"])
     sol = Solution(solver=solver_obj.name, grid=res["grid"], fields=res["fields"],

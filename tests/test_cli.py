@@ -330,5 +330,8 @@ def test_pde_data_that_is_not_finite_stops_with_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "the boundary data: non-finite values" in err and not out.exists()
     assert main(["solve", str(poisson), "--set", "problem.operator=-lap(u)*1e400", "--out", str(out)]) == 2
     assert "config error at problem.operator: number 1e400 is too large" in capsys.readouterr().err
+    three_d = "problem.domain.bounds={x: [0, 1], y: [0, 1], z: [0, 1]}"
+    assert main(["solve", str(poisson), "--set", three_d, "--set", "problem.exact=x*y*z", "--out", str(out)]) == 2
+    assert "config error at solver.basis: the basis '2d' is 2D" in capsys.readouterr().err and not out.exists()
     sol = sciml.solve(poisson, overrides={"problem.exact": "x**2 - 0.5*x", "output.grid": 21})
     assert sol.metrics["rel_l2_u"] < 1e-10

@@ -457,6 +457,10 @@ def solve(problem, basis: nn.Module, *, options: Collocation = Collocation(), de
 
 
 # ---- the solver object of `solver: {kind: metacolloc}` ---------------------------------------------
+class BasisMismatch(ValueError):
+    """The basis does not fit the problem (its dimension)."""
+
+
 def basis_path(name: str, base_dir: Optional[Path] = None) -> Path:
     """``"2d"``/``"3d"`` -> the shipped basis in ``data/metacolloc/``; else a path,
     relative to the working directory when it exists there, else to ``base_dir`` (the
@@ -505,8 +509,9 @@ class MetaCollocSolver:
         device = resolve_device(self.device)
         basis, manifest = self.load(device)
         if basis.dim != len(problem.coords):
-            raise ValueError(f"the basis {self.basis!r} is {basis.dim}D but the problem has coordinates "
-                             f"{problem.coords}; use a {len(problem.coords)}D basis")
+            raise BasisMismatch(f"the basis {self.basis!r} is {basis.dim}D but the problem has coordinates "
+                                f"{', '.join(problem.coords)}; use a {len(problem.coords)}D basis"
+                                + (f" (basis: {len(problem.coords)}d)" if len(problem.coords) in (2, 3) else ""))
         sol = solve(problem, basis, options=self.options, device=device)
         metrics = {k: v for k, v in sol.info.items() if isinstance(v, (int, float, bool))}
         g = torch.Generator(device=device).manual_seed(self.options.seed + 1)
