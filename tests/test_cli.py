@@ -209,6 +209,11 @@ def test_shipped_files_are_found_from_any_working_directory(tmp_path, capsys, mo
     assert run.resolved["solver"]["kind"] == "reference"
     with pytest.raises(ConfigError, match="unknown solver preset 'nope'; available: .*apnn_even_odd_small"):
         load_run(mine, solver="nope")
+    # solvers/ also holds MetaColloc training files: not presets, not listed as such
+    with pytest.raises(ConfigError, match="'metacolloc_train_2d' .* is not a solver preset"):
+        load_run(mine, solver="metacolloc_train_2d")
+    assert "metacolloc_train_2d" not in out
+    assert load_run(mine, solver="reference", overrides="solver.nx=64").resolved["solver"]["nx"] == 64  # one string
 
 
 def test_every_shipped_problem_and_entry_validates():

@@ -64,9 +64,16 @@ def preset_dirs(base_dir: Path) -> list[Path]:
 
 
 def available_presets(base_dir: Path) -> list[str]:
+    """The solver presets: the YAML files of :func:`preset_dirs` that name a solver
+    ``kind`` (``solvers/`` also holds MetaColloc training configurations, which do not)."""
     names = set()
     for d in preset_dirs(base_dir):
-        names |= {p.stem for p in d.glob("*.yaml")}
+        for p in d.glob("*.yaml"):
+            try:
+                if "kind" in read_yaml(p, what="solver preset"):
+                    names.add(p.stem)
+            except ConfigError:
+                continue
     return sorted(names)
 
 
@@ -96,7 +103,11 @@ def resolve_solver(value: Any, base_dir: Path, source: str) -> dict:
     for d in preset_dirs(base_dir):
         f = d / f"{name}.yaml"
         if f.is_file():
-            return _deep_merge(read_yaml(f, what="solver preset"), extra)
+            preset = read_yaml(f, what="solver preset")
+            if "kind" not in preset:
+                raise ConfigError("solver", f"{name!r} ({f}) is not a solver preset: it names no solver kind; "
+                                            f"available: {', '.join(available_presets(base_dir))}", source=source)
+            return _deep_merge(preset, extra)
     raise ConfigError("solver", f"unknown solver preset {name!r}; available: {', '.join(available_presets(base_dir)) or 'none'}",
                       source=source)
 
@@ -269,6 +280,8 @@ def load_run(config: str | Path | Mapping, *, solver: str | None = None,
     else:
         path = Path(config)
         data, base_dir, source = read_yaml(path, what="problem file"), path.resolve().parent, str(path)
+    if isinstance(overrides, str):          # one KEY=VALUE string
+        overrides = [overrides]
     if isinstance(overrides, Mapping):
         overrides = override_strings(overrides)
     if solver is not None:
