@@ -129,6 +129,9 @@ def _solve(args) -> int:
         print(run.yaml_text, end="")
         print(f"# configuration OK ({run.source}); a run would write {out}/ (nothing written)")
         return 0
+    if not args.resume and (out / "result.h5").exists() and os.environ.get("RANK", "0") == "0":
+        print(f"sciml: replacing the run in {out} (its result.h5 stays until the new one is written; "
+              "--out DIR keeps both, --resume continues it)", file=sys.stderr)
     with distributed.process_group():      # under torchrun: one group, rank 0 writes and prints
         sol = solve(args.file, solver=args.solver, overrides=args.overrides, out=out, device=args.device,
                     resume=args.resume, progress=not args.quiet)

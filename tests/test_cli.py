@@ -297,6 +297,11 @@ def test_a_saved_run_loads_back_and_shows(tmp_path, capsys):
     assert sorted(back.summary().splitlines()) == sorted(sol.summary().splitlines())   # h5 keeps keys sorted
     for f in (out / "figures").iterdir():
         f.unlink()
+    capsys.readouterr()
+    assert main(["solve", str(LT3), "--solver", "reference", "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert "replacing" not in capsys.readouterr().err
+    assert main(["solve", str(LT3), "--solver", "reference", "--out", str(tmp_path / "again"), "--quiet"]) == 0
+    assert "sciml: replacing the run in" in capsys.readouterr().err       # said, not silent
     assert main(["show", str(out), "--config", "--figures"]) == 0
     text = capsys.readouterr().out
     assert "rel_l2_rho" in text and "created " in text and "kind: reference" in text
