@@ -182,10 +182,10 @@ def _reproduce(args) -> int:
         variants[name] = value
     check_launch(entry)                    # before the process group: refused without a rendezvous
     if args.check:
-        print(reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
-                        overrides=args.overrides, methods=methods, seeds=seeds, variants=variants,
-                        check=True).text())
-        return 0
+        plan = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,
+                         overrides=args.overrides, methods=methods, seeds=seeds, variants=variants, check=True)
+        print(plan.text())
+        return EXIT_CONFIG if getattr(plan, "refused", []) else 0
     # under torchrun the runs of a comparison are dealt out to the processes; rank 0 reports
     with distributed.process_group(timeout=datetime.timedelta(days=7)):   # ranks wait for the slowest's runs
         report = reproduce(entry, quick=args.quick, out=out, device=args.device, resume=args.resume,

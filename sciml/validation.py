@@ -259,8 +259,15 @@ class Plan:
     runs: list[tuple[Path, str]]
     note: str = ""
 
+    @property
+    def refused(self) -> list[Path]:
+        """The run folders ``--resume`` would refuse (they hold another configuration)."""
+        return [d for d, state in self.runs if state.startswith("REFUSED")]
+
     def text(self) -> str:
-        lines = [f"{self.entry.id}{' (quick)' if self.quick else ''}: configuration OK; "
+        head = ("configuration OK" if not self.refused else
+                f"{len(self.refused)} run folder(s) hold another configuration: the run would stop there")
+        lines = [f"{self.entry.id}{' (quick)' if self.quick else ''}: {head}; "
                  f"{sum(state != 'finished' for _, state in self.runs)} of {len(self.runs)} run(s) to make "
                  f"into {self.out} (nothing written)"]
         lines += [f"  {d}: {state}" for d, state in self.runs]
@@ -624,6 +631,11 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
                     note="".join(f"  {n}: left out of the table, {why}\n" for n, why in inapplicable.items()).rstrip())
     pending = [(name, seed) for name, seed in now
                if not (resume and finished_run(run_dir(name, seed), configs[name, seed]) is not None)]
+    if resume:              # before any run: a folder that --resume would refuse stops the comparison now
+        from .api import check_resume
+
+        for name, seed in pending:
+            check_resume(run_dir(name, seed), configs[name, seed])
     # under torchrun the runs are dealt out to the processes, each training alone on its
     # device; every rank has made its list before any run starts, and rank 0 waits for
     # all before it reads them back

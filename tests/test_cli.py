@@ -278,9 +278,12 @@ def test_check_validates_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     stale = cmp_out / "hrgrad" / "seed1" / "train"        # a run made with another configuration
     stale.mkdir(parents=True)
     (stale / "config.yaml").write_text(LT3.read_text())
-    assert main(argv) == 0
+    assert main(argv) == 2                           # the run would stop there: said before it starts
     text = capsys.readouterr().out
     assert "hrgrad/seed1: REFUSED with --resume: the run there has another configuration" in text
+    assert "1 run folder(s) hold another configuration" in text
+    assert main(argv[:-1]) == 2                      # and the real run stops before its first run
+    assert "config error at --resume" in capsys.readouterr().err and not (cmp_out / "sum").exists()
     assert main(argv[:-2] + ["--check"]) == 0        # without --resume: replaced
     assert "hrgrad/seed1: to run (replaces the run there)" in capsys.readouterr().out
     assert sorted(p.name for p in cmp_out.rglob("*")) == ["config.yaml", "hrgrad", "seed1", "train"]
