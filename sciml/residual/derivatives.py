@@ -75,11 +75,9 @@ class Reverse:
                 py = cache[parent]
                 cols: dict[str, list[torch.Tensor]] = {n: [] for n in nxt}
                 for c in range(py.shape[-1]):
-                    if py.requires_grad:
-                        grads = torch.autograd.grad(py[:, c].sum(), [leaves[n] for n in nxt],
-                                                    create_graph=True, allow_unused=True)
-                    else:             # a column that depends on no coordinate (u = x^2 has u_yy = 0)
-                        grads = [None] * len(nxt)
+                    # a parent that depends on no coordinate has zero derivatives (u = x^2: u_yy = 0)
+                    grads = (torch.autograd.grad(py[:, c].sum(), [leaves[n] for n in nxt], create_graph=True,
+                                                 allow_unused=True) if py.requires_grad else [None] * len(nxt))
                     for n, g in zip(nxt, grads):
                         cols[n].append(torch.zeros_like(leaves[n]) if g is None else g)
                 for n in nxt:

@@ -39,8 +39,8 @@ from torch import nn
 from ..domain.geometry import Points
 from ..nn.basis import DualBranchBasis, basis_jets
 from ..residual import Forward, derivatives
-from .least_squares import SVD
 from ..errors import SolveFailed
+from .least_squares import SVD
 
 
 # ---- the basis on disk -------------------------------------------------------------------------
@@ -317,6 +317,18 @@ class CollocationSolution:
         return torch.cat(out)
 
 
+def _require_finite(what: str, x: torch.Tensor) -> None:
+    """A :class:`SolveFailed` naming ``what`` and at how many collocation points (rows)
+    it is inf or NaN."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        rows = int(bad.reshape(len(x), -1).any(1).sum())
+        raise SolveFailed(f"{what}: non-finite values (inf or NaN) at {rows} of {len(x)} collocation points; "
+                          "look for a division by zero, log or sqrt of a negative number, or an "
+                          "overflow (exp of a large value, a huge constant) in problem.operator, f "
+                          "and the boundary data")
+
+
 class _System:
     """The pieces of the collocation system that do not change between Newton steps."""
 
@@ -351,6 +363,8 @@ class _System:
         self.B = torch.cat(rows) if rows else torch.zeros(0, self.D[()].shape[1], dtype=dtype, device=device)
         self.g = torch.cat(rhs) if rhs else torch.zeros(0, dtype=dtype, device=device)
         self.n_boundary = self.B.shape[0]
+        _require_finite("the source f", self.f)           # once: they do not change between Newton steps
+        _require_finite("the boundary data", self.g)
         # fixed row scales for the Newton merit function (those of the system at w = 0)
         zero = torch.zeros(self.D[()].shape[1], dtype=dtype, device=device)
         J0 = self._jacobian(zero)[1]
@@ -373,16 +387,9 @@ class _System:
         """Rows and right-hand side of the Newton step at ``w`` (for a linear operator at
         ``w = 0`` this is the whole system)."""
         val, J = self._jacobian(w)
-        for what, x in (("the source f", self.f), ("the boundary data", self.g),
-                        ("the operator's rows" + (" at the current Newton iterate" if w.any() else ""), J),
-                        ("the operator's value" + (" at the current Newton iterate" if w.any() else ""), val)):
-            bad = ~torch.isfinite(x)
-            if bad.any():
-                rows = int(bad.reshape(len(x), -1).any(1).sum())
-                raise SolveFailed(f"{what}: non-finite values (inf or NaN) at {rows} of {len(x)} collocation points; "
-                                  "look for a division by zero, log or sqrt of a negative number, or an "
-                                  "overflow (exp of a large value, a huge constant) in problem.operator, f "
-                                  "and the boundary data")
+        where = " at the current Newton iterate" if w.any() else ""
+        _require_finite(f"the operator's rows{where}", J)
+        _require_finite(f"the operator's value{where}", val)
         r_int = self.f - val                       # interior residual of the current iterate
         r_bnd = self.g - self.B @ w
         si, sb = self.s_int, self.s_bnd
