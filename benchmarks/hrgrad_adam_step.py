@@ -1,9 +1,9 @@
-"""How far Adam moves the parameters under each update length (docs/hrgrad.md).
+"""How far Adam moves the parameters under each update length (docs/hrgrad-measurements.md).
 
-Trains the mid-size BGK multi-eps problem of docs/hrgrad.md (``BGKMID``) for a few
+Trains the mid-size BGK multi-eps problem of docs/hrgrad-measurements.md (``BGKMID``) for a few
 hundred steps with the plain sum, HRGrad with ConFIG's projection length and HRGrad
 with the unit length (the default), both with the equal-rate direction that the table
-of docs/hrgrad.md was measured with (HRGrad's default direction then), and prints the trainer's ``step_rms`` (the RMS
+of docs/hrgrad-measurements.md was measured with (HRGrad's default direction then), and prints the trainer's ``step_rms`` (the RMS
 over the parameters of the optimiser's update, divided by the learning rate) at a few
 steps, the final loss and the worst-eps errors. Runs are kept in ``--out`` and reused
 (finished runs with the same configuration are not run again).

@@ -1,7 +1,7 @@
 """The equal-cosine direction on a network's own task gradients.
 
 At the first step of a configured multi-eps problem (the mid-size settings of
-docs/hrgrad.md), one batch: the K task gradients, the singular values of the unit
+docs/hrgrad-measurements.md), one batch: the K task gradients, the singular values of the unit
 gradients (relative to the largest), and the cosine of the update with every task
 gradient for HRGrad's exact direction (``alpha = 0``: equal cosines), TorchJD's
 ConFIG (``torch.linalg.pinv`` with its default cut-off ``max(K, n)`` float32 epsilons)
@@ -20,7 +20,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROBLEMS = {   # the mid-size settings of docs/hrgrad.md
+PROBLEMS = {   # the mid-size settings of docs/hrgrad-measurements.md
     "lt": ("problems/hrgrad/lt_inflow_multi_eps.yaml",
            ["solver.network.width=64", "solver.density_network.width=64", "solver.velocity_nodes=16",
             "solver.points={interior: 512, boundary: 128, initial: 128}", "problem.t=[0.0, 1.0]"]),

@@ -458,7 +458,7 @@ def test_maxmin_direction_maximises_the_worst_rate(K, n):
     a, b = mtl.aggregator("hrgrad", direction="maxmin"), mtl.aggregator("hrgrad", direction="maxmin")
     a(G, 2 * losses), b(G[perm], 2 * losses[perm])
     assert torch.allclose(a(G, losses), b(G[perm], losses[perm]), rtol=1e-9, atol=1e-12)
-    # the default (docs/hrgrad.md, "The proportional direction"); rcond alone selects "equal"
+    # the default (docs/hrgrad-measurements.md, "The proportional direction"); rcond alone selects "equal"
     from sciml.mtl.hrgrad import ProportionalDirection
 
     assert mtl.aggregator("hrgrad").direction == ProportionalDirection()

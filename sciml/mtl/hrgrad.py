@@ -37,7 +37,7 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    tiny Tikhonov shift (``ridge`` times its trace) makes it solvable; positivity is
    then not guaranteed and is reported by :func:`sciml.mtl.diagnostics`.
 
-   ``direction="maxmin"`` (:class:`MaxMinDirection`, the default from 2026-12-05 morning to evening) asks for less: the unit ``d`` that
+   ``direction="maxmin"`` (:class:`MaxMinDirection`) asks for less: the unit ``d`` that
    maximises the smallest ``u_i . d / r_i``, i.e. the largest rate that *every* task is
    guaranteed, instead of exactly equal rates. It is the normalised minimum-norm point
    of the convex hull of the ``u_i / r_i`` (MGDA's construction, Désidéri 2012, on the
@@ -46,53 +46,37 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    equal-rate solution's weights ``(U U^T)^{-1} r`` are all positive the two directions
    coincide; where some are negative (nearly parallel gradients, as late in a PINN's
    training: the equal-rate direction is then built from their small differences, with
-   small cosines to all of them, see docs/hrgrad.md), the max-min direction drops those
-   tasks' constraints, which it satisfies with a larger rate anyway, and every task's
-   rate is at least the equal-rate value. Property (a) holds with the same strictness
-   (``u_i . d >= r_i |v| > 0`` for linearly independent gradients); (b) holds for the
-   tasks the point rests on, the others progress faster.
+   small cosines to all of them), the max-min direction drops those tasks' constraints,
+   which it satisfies with a larger rate anyway, and every task's rate is at least the
+   equal-rate value. Property (a) holds with the same strictness (``u_i . d >= r_i |v|
+   > 0`` for linearly independent gradients); (b) holds for the tasks the point rests
+   on, the others progress faster.
 
-   ``direction="proportional"`` (:class:`ProportionalDirection`, the default since
-   2026-12-05 evening) maximises ``sum_i r_i log(u_i . d)`` over unit ``d``: proportional fairness instead of max-min fairness (a
-   task's rate counts through its logarithm, so no task is starved and none decides
-   alone). Its weights ``w`` solve ``w_i (U U^T w)_i = r_i`` (:func:`proportional_weights`,
-   Newton's method on a strictly convex ``K``-variable problem), so ``u_i . d > 0`` for
-   every task. With ``r = 1`` it is Nash-MTL's direction (Navon et al., ICML 2022), which
-   depends on the gradients only through their directions; HRGrad adds the loss-ratio
-   rates as the bargaining weights, the unit length and the conflict scaling. Added
-   because Nash-MTL was level with or ahead of the max-min direction at the mid sizes
-   (docs/hrgrad.md); measured there beside the others.
+   ``direction="proportional"`` (:class:`ProportionalDirection`, the default) maximises
+   ``sum_i r_i log(u_i . d)`` over unit ``d``: proportional fairness instead of max-min
+   fairness (a task's rate counts through its logarithm, so no task is starved and none
+   decides alone). Its weights ``w`` solve ``w_i (U U^T w)_i = r_i``
+   (:func:`proportional_weights`, Newton's method on a strictly convex ``K``-variable
+   problem), so ``u_i . d > 0`` for every task. With ``r = 1`` it is Nash-MTL's
+   direction (Navon et al., ICML 2022), which depends on the gradients only through
+   their directions; HRGrad adds the loss-ratio rates as the bargaining weights, the
+   unit length and the conflict scaling.
 
    ``direction="mean"`` (:class:`MeanDirection`) is the utilitarian choice: ``d`` along
    ``sum_i r_i u_i``, the unit direction with the largest rate-weighted sum of rates,
-   falling back to max-min on the steps where it would lose a task. Added because at
-   the mid sizes on linear transport over [0, 1] the rules that stay near an average of
-   the task gradients (uncertainty weighting, UPGrad, PCGrad) did better than the
-   max-min direction (docs/hrgrad.md). Measured there: no gain (worst eps 0.0885 /
-   0.1053 in seeds 0 / 1 against max-min's 0.0925 / 0.1034); it would have lost a task
-   at 952 and 829 of the 2000 steps and took the max-min direction there.
+   falling back to max-min on the steps where it would lose a task.
 
-   Why the default is ``proportional``: in paired runs (same seed, only the direction
-   changed, ``direction="maxmin"`` against it; mid sizes of docs/hrgrad.md, "The
-   proportional direction") it lowered HRGrad's worst-eps error in seven of nine pairs
-   and on the mean of two problems of three: linear transport on [0, 1], seeds 0, 1, 2
-   (0.0925 / 0.1034 / 0.1049 with ``maxmin``, 0.0817 / 0.1007 / 0.0830 with
-   ``proportional``; the mean over the last 20 % of training lower in all three too),
-   on [0, 0.1] (0.522 / 0.533 / 0.527 -> 0.504 / 0.528 / 0.521), and BGK level (worst
-   rho 0.0129 / 0.0104 / 0.0120 -> 0.0121 / 0.0113 / 0.0123). Its Newton solve never
-   fell back in those runs. The cost: on [0, 0.1], where the eps = 1 task is a front
-   no network of that size resolves, the other tasks are worse (geometric mean over
-   the eps 0.128 -> 0.167; ``equal`` 0.106). ``maxmin`` remains for comparison.
-
-   Why the default was ``maxmin`` (before, against ``equal``): in paired runs (same seed, only the direction
-   changed; mid sizes of docs/hrgrad.md, "The max-min direction") it lowered HRGrad's
-   worst-eps error in seven of nine pairs and on the mean of two problems of three: BGK
-   seeds 0, 1, 2 (worst rho 0.0137 / 0.0111 / 0.0151 with ``equal``, 0.0129 / 0.0104 /
-   0.0120 with ``maxmin``) and linear transport on [0, 1] (mean 0.153 -> 0.100). The
-   cost: on [0, 0.1], where every rule's worst eps is an unresolved front, the worst
-   rose a little (0.520 -> 0.527) and the geometric mean over the eps more (0.106 ->
-   0.128). ``equal`` remains for comparison; it is ConFIG's
-   direction when ``alpha = 0``.
+   Why the default is ``proportional`` (docs/hrgrad-measurements.md, "The proportional
+   direction", "The max-min direction", "The mean direction"; mid sizes on a CPU,
+   paired runs with the same seed and only the direction changed): against ``maxmin``
+   it lowered the worst-eps error in seven of nine pairs (linear transport on [0, 1],
+   mean of three seeds 0.1003 -> 0.0885; on [0, 0.1] 0.527 -> 0.518; BGK level,
+   0.0118 -> 0.0119), and ``maxmin`` had done the same against ``equal`` (seven of
+   nine; [0, 1] 0.153 -> 0.100, BGK 0.0133 -> 0.0118). The cost: on [0, 0.1], where the
+   eps = 1 task is a front no network of that size resolves, the other tasks are worse
+   (geometric mean over the eps 0.106 with ``equal``, 0.128 with ``maxmin``, 0.167
+   with ``proportional``). ``mean`` gave no gain (0.0885 / 0.1053 in two seeds against
+   max-min's 0.0925 / 0.1034). All four remain for comparison.
 
 3. **Magnitude** (property c): a base length multiplied by ``1 - gamma * kappa`` where
    ``kappa = mean_{i<j} max(0, -cos(g_i, g_j))`` in ``[0, 1]`` is the level of
@@ -111,10 +95,10 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    0.999) for hundreds of steps after the loss has fallen by decades, so the step
    Adam takes, ``lr m / sqrt(v)``, shrinks to 1.5-2.5 % of ``lr`` (RMS over the
    parameters, the trainer's ``step_rms``) from step 300 on in the mid-size BGK runs,
-   against 9-17 % with the unit length (docs/hrgrad.md). The plain sum has the same
+   against 9-17 % with the unit length (docs/hrgrad-measurements.md). The plain sum has the same
    trouble. A unit length keeps Adam's step scale fixed (as Nash-MTL's normalised
    update does) and the conflict factor then acts on the step itself. At the mid sizes
-   of docs/hrgrad.md the unit length lowered HRGrad's worst-eps error in all three
+   of docs/hrgrad-measurements.md the unit length lowered HRGrad's worst-eps error in all three
    comparisons (one seed each); the normalised sum (``sum`` with ``length="unit"``)
    gained about as much, so most of the gain is the length, not the direction.
 

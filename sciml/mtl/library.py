@@ -18,7 +18,7 @@ upgrad        average of projections onto the dual cone                    Quint
 Every baseline also takes ``length="unit"``: its update divided by its norm (the
 direction is TorchJD's, the length is 1), the same scale-free length as HRGrad's
 default and ``sum``'s ``length="unit"``, so that the directions can be compared at equal
-length under Adam (docs/hrgrad.md); ``length="native"`` (default) keeps TorchJD's.
+length under Adam (docs/hrgrad-measurements.md); ``length="native"`` (default) keeps TorchJD's.
 
 Caveat measured in the tests: TorchJD's UPGrad regularises the normalised Gramian
 (``reg_eps = 1e-4``), so on task gradients whose norms span two decades it left one

@@ -100,7 +100,7 @@ def tail_metrics(history: dict, *, fraction: float = 0.2) -> dict[str, float]:
     ``tail_rel_l2_<field>[_eps<e>]``, and for a multi-task run the mean of the worst
     task at each of those logs, ``tail_worst_rel_l2_<field>``. Late in training the
     error of a network can swing by a factor of 1.5-2 between logs while its loss still
-    falls (docs/hrgrad.md); the final-step value is one draw of that. Empty when
+    falls (docs/hrgrad-measurements.md); the final-step value is one draw of that. Empty when
     nothing was monitored."""
     steps = np.asarray(history.get("step", ()), dtype=float)
     if steps.size == 0 or not 0 < fraction <= 1:
