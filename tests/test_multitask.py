@@ -147,8 +147,10 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
     assert m["tail_rel_l2_rho_eps1"] == pytest.approx(sol.history["monitor_rel_l2_rho_eps1"][late].mean(), rel=1e-12)
     out = sciml.io.read_result(tmp_path / "run" / "result.h5")
     assert "term_eps1/kinetic_r" in out["history"]
-    assert (tmp_path / "run" / "figures" / "rho_eps1e-08.png").exists()
-    assert (tmp_path / "run" / "figures" / "tasks.png").exists() == (rule != "weighting=dwa")
+    # one figure per field with a panel per task (not one file per task), the task losses
+    figures = {p.name for p in (tmp_path / "run" / "figures").iterdir()}
+    assert "density.png" in figures and "training.png" in figures and not any("_eps" in f for f in figures)
+    assert ("tasks.png" in figures) == (rule != "weighting=dwa")
 
 
 def test_multi_eps_resume_is_exact(tmp_path):

@@ -16,13 +16,17 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def profiles(path, x: np.ndarray, t: Sequence[float], ours: np.ndarray, *, reference: np.ndarray | None = None,
-             x_ref: np.ndarray | None = None, label: str = "ours", ref_label: str = "reference",
-             ylabel: str = r"$\rho$", title: str = "") -> Path:
-    """Profiles ``ours[i]`` (shape ``(n_t, n_x)``) at each time ``t[i]``, with the
-    reference as markers when given."""
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
+def _legend(ax, n: int) -> None:
+    """A legend that stays readable: inside the axes for a few entries, outside on the
+    right in columns of at most 20 for many."""
+    if n <= 8:
+        ax.legend(fontsize=7)
+    else:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + (n - 1) // 20,
+                  borderaxespad=0.0)
+
+
+def _profiles_on(ax, x, t, ours, reference, x_ref, label, ref_label) -> None:
     colors = [f"C{i % 10}" for i in range(len(t))]
     for i, ti in enumerate(t):
         ax.plot(x, ours[i], color=colors[i], lw=1.8, label=f"{label}, t={ti:g}")
@@ -31,38 +35,100 @@ def profiles(path, x: np.ndarray, t: Sequence[float], ours: np.ndarray, *, refer
             step = max(1, len(xr) // 25)
             ax.plot(xr[::step], reference[i][::step], "o", mfc="none", color=colors[i], ms=5,
                     label=f"{ref_label}, t={ti:g}")
+    ax.grid(alpha=0.3)
+
+
+def profiles(path, x: np.ndarray, t: Sequence[float], ours: np.ndarray, *, reference: np.ndarray | None = None,
+             x_ref: np.ndarray | None = None, label: str = "ours", ref_label: str = "reference",
+             ylabel: str = r"$\rho$", title: str = "") -> Path:
+    """Profiles ``ours[i]`` (shape ``(n_t, n_x)``) at each time ``t[i]``, with the
+    reference as markers when given."""
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    _profiles_on(ax, x, t, ours, reference, x_ref, label, ref_label)
     ax.set_xlabel("x")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
 
 
+def profile_panels(path, x: np.ndarray, t: Sequence[float], panels: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+                   *, label: str = "ours", ref_label: str = "reference", ylabel: str = "", title: str = "") -> Path:
+    """One panel per entry of ``panels`` (``panel title -> (ours, reference or None)``,
+    each ``(n_t, n_x)`` on ``x``), e.g. one field of a multi-task run, a panel per task;
+    at most four panels a row, one legend for all."""
+    n = max(1, len(panels))
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(3.6 * cols, 2.9 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, (name, (ours, ref)) in zip(axes.flat, panels.items()):
+        _profiles_on(ax, x, t, ours, ref, None, label, ref_label)
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("x")
+    if title:
+        fig.suptitle(title)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, ncol=min(len(labels), 4), loc="lower center",
+               bbox_to_anchor=(0.5, -0.02 - 0.04 * ((len(labels) - 1) // 4)))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def training_curves(path, steps: np.ndarray, loss: np.ndarray, terms: Mapping[str, np.ndarray] | None = None,
-                    title: str = "training", *, step_rms: np.ndarray | None = None) -> Path:
-    """Total loss and each term against the step (log scale); with ``step_rms`` (the
-    optimiser's update RMS / lr, logged by the trainer) a second panel below."""
-    fig = Figure(figsize=(6.4, 4.2 if step_rms is None else 6.0))
-    ax = fig.add_subplot() if step_rms is None else fig.add_axes((0.12, 0.38, 0.83, 0.55))
-    ax.semilogy(steps, loss, color="k", lw=2, label="total")
-    for name, vals in (terms or {}).items():
-        ax.semilogy(steps, vals, lw=1, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    if step_rms is not None:
-        low = fig.add_axes((0.12, 0.08, 0.83, 0.2), sharex=ax)
-        rms = np.asarray(step_rms, dtype=float)
-        low.semilogy(steps[: len(rms)], rms, color="C3", lw=1.2)
-        low.axhline(1.0, color="k", lw=0.8)
-        low.set_ylabel("update RMS / lr", fontsize=8)
-        low.set_xlabel("step")
-        low.grid(alpha=0.3, which="both")
-        ax.set_xlabel("")
+                    title: str = "training", *, step_rms: np.ndarray | None = None,
+                    errors: Mapping[str, np.ndarray] | None = None,
+                    weights: Mapping[str, np.ndarray] | None = None,
+                    groups: Sequence[str] = ()) -> Path:
+    """Total loss and each term against the step (log scale); below it, when given, a
+    panel of the errors against a reference logged during training, one of a loss
+    weighting's weights, and one of ``step_rms`` (the optimiser's update RMS / lr,
+    logged by the trainer). ``groups`` (e.g. the tasks of a multi-task run) give the
+    colours: a curve named ``G`` or ``"<what> G"`` takes group ``G``'s colour in every
+    panel, and its ``<what>`` (e.g. the field) the line style. Many curves get their
+    legend outside, on the right."""
+    panels = [("loss", {"total": loss, **(terms or {})}, 3.2)]
+    panels += [("rel. L2 vs reference", errors, 2.2)] if errors else []
+    panels += [("loss weights", weights, 1.8)] if weights else []
+    panels += [("update RMS / lr", {"": step_rms}, 1.3)] if step_rms is not None else []
+    fig = Figure(figsize=(6.4, 0.9 + sum(h for *_, h in panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": [h for *_, h in panels]})[:, 0]
+    kinds: dict[tuple[str, str], str] = {}       # (panel, what a group's curve shows) -> its line style
+
+    def style(panel: str, name: str, i: int) -> dict:
+        if panel == "update RMS / lr":
+            return dict(color="C3", lw=1.2)
+        if panel == "loss" and name == "total":
+            return dict(color="k", lw=2)
+        what, _, group = name.rpartition(" ")
+        if group in groups:
+            n = sum(1 for k in kinds if k[0] == panel)
+            ls = kinds.setdefault((panel, what), ["-", "--", ":", "-."][n % 4])
+            return dict(color=f"C{list(groups).index(group) % 10}", ls=ls, lw=1)
+        return dict(color=f"C{i % 10}", ls=["-", "--", ":"][(i // 10) % 3], lw=1)   # beyond ten: dashed
+
+    for ax, (label, curves, _) in zip(axes, panels):
+        for i, (name, vals) in enumerate(curves.items()):
+            vals = np.asarray(vals, dtype=float)          # the loss panel's first curve is the total
+            ax.plot(steps[: len(vals)], vals, label=name or None, **style(label, name, i - (label == "loss")))
+        if label == "update RMS / lr":
+            ax.axhline(1.0, color="k", lw=0.8)
+        else:
+            _legend(ax, len(curves))
+        if label != "loss weights":
+            ax.set_yscale("log")
+        ax.set_ylabel(label, fontsize=8 if label != "loss" else 10)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("step")
     return _save(fig, path)
 
 

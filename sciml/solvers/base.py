@@ -99,8 +99,15 @@ class Solution:
             self.figures = self.draw(out / "figures")
         return path
 
+    def _reference_of(self, name: str) -> np.ndarray | None:
+        """The reference of a field when it is one on the same grid (not all NaN)."""
+        ref = self.reference.get(name)
+        if ref is None or ref.shape != self.fields[name].shape or np.isnan(ref).all():
+            return None
+        return ref
+
     def draw(self, fig_dir: str | Path) -> list[Path]:
-        from ..plot import field_2d, profiles, task_diagnostics, training_curves
+        from ..plot import field_2d, profile_panels, profiles, task_diagnostics, training_curves
 
         fig_dir = Path(fig_dir)
         paths = []
@@ -117,19 +124,33 @@ class Solution:
                                       reference=self.reference.get(name), title=title, label=self.solver))
         if {"t", "x"} <= set(self.grid):
             t, x = self.grid["t"], self.grid["x"]
-            for name, values in self.fields.items():
-                if self.dims.get(name) != ("t", "x"):
+            ref_label = str(self.metrics.get("reference", "reference"))
+            groups: dict[str, dict[str, str]] = {}        # field -> task (or "") -> name in self.fields
+            for name in self.fields:
+                if self.dims.get(name) == ("t", "x"):
+                    task = _task_of(name)
+                    base = name if task is None else name[: -len(task) - 1]
+                    groups.setdefault(base, {})[task or ""] = name
+            for base, members in groups.items():
+                head = f"{self.meta.get('problem', '')} ({self.solver}): {FIELD_LABELS.get(base, base)}"
+                path = fig_dir / f"{FIGURE_NAMES.get(base, base)}.png"
+                if list(members) == [""]:          # one task: one panel
+                    name = members[""]
+                    if f"rel_l2_{name}" in self.metrics:
+                        head += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
+                    paths.append(profiles(path, x, list(t), self.fields[name], reference=self._reference_of(name),
+                                          label=self.solver, ref_label=ref_label, title=head,
+                                          ylabel=FIELD_LABELS.get(base, base)))
                     continue
-                ref = self.reference.get(name)
-                if ref is not None and (ref.shape != values.shape or np.isnan(ref).all()):
-                    ref = None
-                title = f"{self.meta.get('problem', '')} ({self.solver}): {FIELD_LABELS.get(name, name)}"
-                if f"rel_l2_{name}" in self.metrics:
-                    title += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
-                paths.append(profiles(fig_dir / f"{FIGURE_NAMES.get(name, name)}.png", x, list(t), values,
-                                      reference=ref, label=self.solver,
-                                      ref_label=str(self.metrics.get("reference", "reference")), title=title,
-                                      ylabel=FIELD_LABELS.get(name, name)))
+                panels = {}                        # a multi-task run: a panel per task, largest eps first
+                for task in sorted(members, key=_eps_key):
+                    name = members[task]
+                    label = f"eps = {task[3:]}"
+                    if f"rel_l2_{name}" in self.metrics:
+                        label += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
+                    panels[label] = (self.fields[name], self._reference_of(name))
+                paths.append(profile_panels(path, x, list(t), panels, label=self.solver, ref_label=ref_label,
+                                            title=head, ylabel=FIELD_LABELS.get(base, base)))
         if "step" in self.history and "loss" in self.history:
             terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
             mon = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_")}
@@ -138,17 +159,34 @@ class Solution:
                         for kind in ("grad_norm", "rate")}
             cos = {k: v for k, v in mon.items() if "cos" in k}
             weights = {k: v for k, v in mon.items() if k.startswith("weight_")}
-            shown = set(cos) | set(weights) | {f"{kind}_{t}" for kind, d in per_task.items() for t in d}
-            terms.update({f"{k} (vs reference)": v for k, v in mon.items() if k not in shown})
-            terms.update({f"{k} (rule)": v for k, v in weights.items()})
-            paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"], terms,
-                                         step_rms=step_rms))
+            errors = {k: v for k, v in mon.items() if k.startswith("rel_l2_")}
+            tasks: dict[str, np.ndarray] = {}         # a multi-task run's loss of each task (its terms summed)
+            for k, v in terms.items():
+                if "/" in k:
+                    task = k.split("/", 1)[0]
+                    tasks[task] = tasks.get(task, 0) + np.asarray(v)
+            if tasks:                                 # curves named by task, largest eps first
+                order = list(tasks)                   # the problem's order: a weighting's weight_<i>
+                if len(weights) == len(order) and all(f"weight_{i}" in weights for i in range(len(order))):
+                    weights = {f"weight {order[i]}": weights[f"weight_{i}"] for i in range(len(order))}
+                ranked = sorted(order, key=_eps_key)
+                tasks = {k: tasks[k] for k in ranked}
+                def labelled(key: str) -> str:        # rel_l2_rho_eps0.001 -> "rho eps0.001"
+                    task = _task_of(key[7:])
+                    return key if task is None else f"{key[7:-len(task) - 1]} {task}"
+
+                fields = list(FIELD_LABELS)           # rho, momentum, energy, ... (a loaded file's are sorted)
+
+                def rank(key: str) -> tuple:
+                    what, _, task = labelled(key).rpartition(" ")
+                    return _eps_key(task), fields.index(what) if what in fields else len(fields), key
+
+                errors = {labelled(k): errors[k] for k in sorted(errors, key=rank)}
+                weights = dict(sorted(weights.items(), key=lambda kv: _eps_key(kv[0].rpartition(" ")[2])))
+            paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"],
+                                         tasks or terms, step_rms=step_rms, errors=errors, weights=weights,
+                                         groups=list(tasks)))
             if cos:   # multi-task runs: cosines on a linear scale, and the loss of each task
-                tasks: dict[str, np.ndarray] = {}
-                for k, v in self.history.items():
-                    if k.startswith("term_") and "/" in k:
-                        task = k[5:].split("/", 1)[0]
-                        tasks[task] = tasks.get(task, 0) + np.asarray(v)
                 paths.append(task_diagnostics(fig_dir / "tasks.png", self.history["step"], cos, tasks,
                                               grad_norms=per_task["grad_norm"], rates=per_task["rate"]))
         return paths
