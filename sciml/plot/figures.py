@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
@@ -24,6 +25,19 @@ def _legend(ax, n: int) -> None:
     else:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + (n - 1) // 20,
                   borderaxespad=0.0)
+
+
+def _curve_style(panel: str, name: str, i: int, groups: Sequence[str], kinds: dict) -> dict:
+    """The line of curve ``i`` named ``name`` in a panel: a curve named ``G`` or ``"<what>
+    G"`` with ``G`` in ``groups`` takes ``G``'s colour (the same in every panel) and a line
+    style per ``<what>`` (``kinds`` remembers them per panel); any other curve the i-th
+    colour, dashed beyond ten."""
+    what, _, group = name.rpartition(" ")
+    if group in groups:
+        n = sum(1 for k in kinds if k[0] == panel)
+        ls = kinds.setdefault((panel, what), ["-", "--", ":", "-."][n % 4])
+        return dict(color=f"C{list(groups).index(group) % 10}", ls=ls, lw=1)
+    return dict(color=f"C{i % 10}", ls=["-", "--", ":"][(i // 10) % 3], lw=1)
 
 
 def _profiles_on(ax, x, t, ours, reference, x_ref, label, ref_label) -> None:
@@ -101,19 +115,14 @@ def training_curves(path, steps: np.ndarray, loss: np.ndarray, terms: Mapping[st
     fig = Figure(figsize=(6.4, 0.9 + sum(h for *_, h in panels)))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
                         gridspec_kw={"height_ratios": [h for *_, h in panels]})[:, 0]
-    kinds: dict[tuple[str, str], str] = {}       # (panel, what a group's curve shows) -> its line style
+    kinds: dict[tuple[str, str], str] = {}
 
     def style(panel: str, name: str, i: int) -> dict:
         if panel == "update RMS / lr":
             return dict(color="C3", lw=1.2)
         if panel == "loss" and name == "total":
             return dict(color="k", lw=2)
-        what, _, group = name.rpartition(" ")
-        if group in groups:
-            n = sum(1 for k in kinds if k[0] == panel)
-            ls = kinds.setdefault((panel, what), ["-", "--", ":", "-."][n % 4])
-            return dict(color=f"C{list(groups).index(group) % 10}", ls=ls, lw=1)
-        return dict(color=f"C{i % 10}", ls=["-", "--", ":"][(i // 10) % 3], lw=1)   # beyond ten: dashed
+        return _curve_style(panel, name, i, groups, kinds)
 
     for ax, (label, curves, _) in zip(axes, panels):
         for i, (name, vals) in enumerate(curves.items()):
@@ -182,11 +191,15 @@ def grouped_bars(path, groups: Sequence[str], values: Mapping[str, Mapping[str, 
 def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
                      task_losses: Mapping[str, np.ndarray] | None = None, title: str = "multi-task diagnostics",
                      *, grad_norms: Mapping[str, np.ndarray] | None = None,
-                     rates: Mapping[str, np.ndarray] | None = None) -> Path:
+                     rates: Mapping[str, np.ndarray] | None = None, groups: Sequence[str] = ()) -> Path:
     """Cosines (linear scale, the zero line marks conflict) and the loss of each task
     (log scale); when given, a second row with each task's gradient norm (log scale)
     and its relative rate ``g_T . update / L_T`` (symmetric log scale: a negative rate
-    means the step raises that task's loss to first order)."""
+    means the step raises that task's loss to first order). With ``groups`` (the tasks)
+    a curve named ``T`` or ``"<what> T"`` takes task ``T``'s colour in every panel, one
+    legend of the tasks is drawn beside the panels, and the cosine curves that belong
+    to no task (the smallest over the tasks, the tasks' pairwise means) are drawn in
+    black and grey."""
     panels = [("cosine", cosines, "linear")]
     panels += [("task loss", task_losses, "log")] if task_losses else []
     panels += [("task gradient norm", grad_norms, "log")] if grad_norms else []
@@ -194,10 +207,18 @@ def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
     rows = 1 if len(panels) <= 2 else 2
     cols = 1 if len(panels) == 1 else 2
     fig = Figure(figsize=(5.0 * cols, 3.8 * rows))
+    kinds: dict[tuple[str, str], str] = {}
+    summary = [dict(color="k", lw=2), dict(color="0.45", lw=1.5, ls="--"), dict(color="0.45", lw=1.5, ls=":")]
     for i, (label, curves, scale) in enumerate(panels):
         ax = fig.add_subplot(rows, cols, i + 1)
-        for name, vals in curves.items():
-            ax.plot(steps, vals, lw=1.2, label=name)
+        own = 0                                   # curves of no task
+        for j, (name, vals) in enumerate(curves.items()):
+            if groups and name.rpartition(" ")[2] not in groups:
+                style = summary[own % len(summary)]
+                own += 1
+            else:
+                style = _curve_style(label, name, j, groups, kinds)
+            ax.plot(steps, vals, label=name, **style)
         if scale == "symlog":
             finite = np.concatenate([np.abs(np.asarray(v, dtype=float)).ravel() for v in curves.values()])
             finite = finite[np.isfinite(finite) & (finite > 0)]
@@ -211,8 +232,16 @@ def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
         if i == 0:
             ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.subplots_adjust(wspace=0.3, hspace=0.35)
+        if not groups:
+            ax.legend(fontsize=7)
+        elif own:                                 # the curves of no task, in their own small legend
+            handles, names = ax.get_legend_handles_labels()
+            keep = [k for k, n in enumerate(names) if n.rpartition(" ")[2] not in groups]
+            ax.legend([handles[k] for k in keep], [names[k] for k in keep], fontsize=7)
+    if groups:
+        fig.legend([Line2D([], [], color=f"C{k % 10}") for k in range(len(groups))], list(groups),
+                   fontsize=8, loc="center left", bbox_to_anchor=(0.91, 0.5), title="task")
+    fig.subplots_adjust(wspace=0.3, hspace=0.35, right=0.9 if groups else 0.95)
     return _save(fig, path)
 
 

@@ -187,8 +187,15 @@ class Solution:
                                          tasks or terms, step_rms=step_rms, errors=errors, weights=weights,
                                          groups=list(tasks)))
             if cos:   # multi-task runs: cosines on a linear scale, and the loss of each task
+                ranked = list(tasks)
+                summary = {"min_cos_update": "smallest cos(update, g_T)", "mean_cos_tasks": "mean cos(g_S, g_T)",
+                           "min_cos_tasks": "smallest cos(g_S, g_T)"}
+                cos = {**{f"cos_update {k}": cos[f"cos_update_{k}"] for k in ranked if f"cos_update_{k}" in cos},
+                       **{summary[k]: cos[k] for k in summary if k in cos},
+                       **{k: v for k, v in cos.items() if not k.startswith("cos_update_") and k not in summary}}
+                norms, rates = ({k: d[k] for k in ranked if k in d} for d in (per_task["grad_norm"], per_task["rate"]))
                 paths.append(task_diagnostics(fig_dir / "tasks.png", self.history["step"], cos, tasks,
-                                              grad_norms=per_task["grad_norm"], rates=per_task["rate"]))
+                                              grad_norms=norms, rates=rates, groups=ranked))
         return paths
 
     def summary(self) -> str:
