@@ -67,6 +67,8 @@ class Variant:
 
 #: the configuration key a comparison over seeds sets for each run
 SEED_KEY = "solver.training.seed"
+OTHER_CONFIG = ("finished with another configuration, left out of the table (`--check` names the keys that "
+                "differ; a run without --resume replaces them)")
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,12 @@ class Report:
     inapplicable: dict = field(default_factory=dict)  # method -> why the overrides do not apply to it
     seeds: list = field(default_factory=list)        # the seeds compared (empty: one run per method)
     per_seed: dict = field(default_factory=dict)     # method -> {seed: value of the main metric}
+    other_config: list = field(default_factory=list)  # of `missing`: run folders holding another configuration
+
+    @property
+    def not_run(self) -> list:
+        """The missing runs whose folders hold no finished run at all."""
+        return [m for m in self.missing if m not in self.other_config]
 
     @property
     def best_ok(self) -> bool:
@@ -213,8 +221,10 @@ class Report:
             if published is not None:
                 line += f"   published {published:.3e}"
             lines.append(line)
-        if self.missing and not self.comparison:
-            lines.append(f"  no finished run yet: {', '.join(self.missing)} (continue with --resume)")
+        if self.not_run and not self.comparison:
+            lines.append(f"  no finished run yet: {', '.join(self.not_run)} (continue with --resume)")
+        if self.other_config:
+            lines.append(f"  {OTHER_CONFIG}: {', '.join(self.other_config)}")
         if self.comparison:
             lines.append(f"  {e.metric} by method (target {e.target}):")
             if self.seeds:
@@ -226,8 +236,8 @@ class Report:
                     w = list(self.per_seed.get(name, {}).values())
                     line += f"   ({min(w):.2e} – {max(w):.2e}, {len(w)})"
                 lines.append(line + ("   <- target" if name == e.target else ""))
-            if self.missing:
-                lines.append(f"  not run yet: {', '.join(self.missing)} (continue with --resume; "
+            if self.not_run:
+                lines.append(f"  not run yet: {', '.join(self.not_run)} (continue with --resume; "
                              f"--methods picks which to run)")
             for name, why in self.inapplicable.items():
                 lines.append(f"  {name} cannot run with these overrides: {why}")
@@ -521,7 +531,7 @@ def _mean_metrics(per_seed: Mapping) -> dict:
 
 
 def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_seed, metric, shown, missing,
-                         inapplicable, variants) -> str:
+                         inapplicable, variants, other_config=()) -> str:
     """``comparison.md``: per field a table of the error per task, the worst task, the
     worst task's mean over the last 20 % of training (``tail_worst_*``, less moved by
     the swings of a single snapshot), the geometric mean over the tasks (how a rule
@@ -564,8 +574,11 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
     for name in methods:
         if name in variants and name in runs:
             lines.append(f"\n{name}: {variants[name].rule} with options {dict(variants[name].options)}")
-    if missing:
-        lines.append(f"\nnot run yet: {', '.join(missing)}")
+    not_run = [m for m in missing if m not in other_config]
+    if not_run:
+        lines.append(f"\nnot run yet: {', '.join(not_run)}")
+    if other_config:
+        lines.append(f"\n{OTHER_CONFIG}: {', '.join(other_config)}")
     for name, why in inapplicable.items():
         lines.append(f"\n{name} cannot run with these overrides: {why}")
     return "\n".join(lines) + "\n"
@@ -668,6 +681,18 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     if seeds:
         missing += [f"{name}/seed{seed}" for name in methods if name in runs for seed in seeds
                     if seed not in per_seed_runs[name]]
+    # of those, the folders that hold a finished run of another configuration (an earlier
+    # default, other --set values): said as such, not as "not run yet"
+    def held(label: str) -> list[bool]:              # does each seed's folder hold a finished run?
+        name, _, seed = label.partition("/seed")
+        return [(run_dir(name, s) / "result.h5").is_file() for s in ([int(seed)] if seed else units)]
+
+    def per_seed_if_mixed(label: str) -> list[str]:   # "name" -> "name/seed<k>" when only some folders hold one
+        h = held(label)
+        return [label] if "/seed" in label or not seeds or len(set(h)) == 1 else [f"{label}/seed{s}" for s in units]
+
+    missing = [m for label in missing for m in per_seed_if_mixed(label)]
+    other_config = [label for label in missing if all(held(label))]
     checks = entry.checks(quick)
     if entry.target in runs:
         for metric, _, _ in checks:
@@ -700,13 +725,15 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     gmean = {name: _gmean(table[name].values()) for name in runs}
     (out / "comparison.md").write_text(_comparison_markdown(
         methods, runs, per_field, seeds=seeds, per_seed_runs=per_seed_runs, per_seed=per_seed, metric=entry.metric,
-        shown=shown, missing=missing, inapplicable=inapplicable, variants=entry.variants))
+        shown=shown, missing=missing, inapplicable=inapplicable, variants=entry.variants,
+        other_config=other_config))
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
-                    comparison, missing, list(shown), inapplicable, seeds, per_seed)
+                    comparison, missing, list(shown), inapplicable, seeds, per_seed, other_config)
     (out / "validation.json").write_text(json.dumps({
         **_provenance(),
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
         "tolerance": report.tolerance, "passed": report.passed, "best": report.best_ok, "missing": missing,
+        "other_configuration": other_config,
         "inapplicable": inapplicable, "overrides": report.overrides, "seeds": seeds,
         "variants": {n: {"rule": v.rule, "options": dict(v.options)} for n, v in entry.variants.items()},
         "comparison": comparison, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},

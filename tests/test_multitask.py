@@ -235,7 +235,12 @@ def test_comparison_built_over_several_calls(tmp_path, capsys):
     # everything computed again resumes nothing; another configuration is not mixed in
     again = reproduce(entry, quick=True, out=out, overrides=tiny[:-1] + ["problem.eps=[1.0, 1.0e-2]"],
                       methods=["hrgrad"], progress=False)
-    assert set(again.comparison) == {"hrgrad"} and again.missing == ["sum"]
+    assert set(again.comparison) == {"hrgrad"} and again.missing == ["sum"] and not again.passed
+    # ... and is said to be there, with another configuration, not "not run yet"
+    assert again.other_config == ["sum"] and again.not_run == []
+    assert "not run yet" not in again.text() and "another configuration" in again.text()
+    assert "another configuration, left out of the table" in (out / "comparison.md").read_text()
+    assert json.loads((out / "validation.json").read_text())["other_configuration"] == ["sum"]
     with pytest.raises(ConfigError, match="not a method"):
         reproduce(entry, quick=True, out=out, methods=["pcgrad"], progress=False)
     # a resumed solve into a directory holding another configuration: exit 2, naming the key
@@ -311,6 +316,12 @@ def test_comparison_over_seeds_with_a_variant(tmp_path, capsys):
                       progress=False)
     assert third.missing == ["sum/seed2", "sum_unit/seed2"] and not third.passed
     assert set(third.per_seed["hrgrad"]) == {0, 1, 2} and set(third.per_seed["sum"]) == {0, 1}
+    # the table alone under another configuration: what the folders hold is named per seed
+    fourth = reproduce(entry, quick=True, out=out, overrides=tiny[1:] + ["solver.training.steps=4"], methods=[],
+                       seeds=[0, 1, 2], progress=False)
+    assert not fourth.comparison and not fourth.passed
+    assert fourth.other_config == ["sum/seed0", "sum/seed1", "sum_unit/seed0", "sum_unit/seed1", "hrgrad"]
+    assert fourth.not_run == ["sum/seed2", "sum_unit/seed2"]
     # the seeds are the comparison's to set; a variant must not shadow a rule
     with pytest.raises(ConfigError, match="seeds"):
         reproduce(entry, quick=True, out=tmp_path / "d", overrides=tiny + [f"{SEED_KEY}=3"], seeds=[0],
