@@ -124,6 +124,9 @@ def test_multi_eps_solve_from_yaml(tmp_path, rule):
         # the rule's own counter: steps whose direction fell back (a running count)
         fb = sol.history["monitor_direction_fallbacks"]
         assert np.all(fb >= 0) and np.all(np.diff(fb) >= 0) and np.all(fb == np.round(fb))
+    if rule == "weighting=dwa":       # the weighting's weights, by task name (they sum to K)
+        w = np.stack([sol.history[f"monitor_weight_{t}"] for t in ("eps1", "eps0.001", "eps1e-08")])
+        np.testing.assert_allclose(w.sum(0), 3.0, rtol=1e-6)
     if rule != "weighting=dwa":
         # per-task diagnostics: gradient norm, cosine with the update, relative rate
         h, tasks = sol.history, ("eps1", "eps0.001", "eps1e-08")

@@ -52,7 +52,7 @@ class _Monitor:
 class _MTLMonitor:
     """Trainer callback: the multi-task diagnostics of the last step at every logged
     step (smallest cosine of the update with a task gradient, mean pairwise cosine of
-    the task gradients, the rule's weights when it has any) and, per task ``T``:
+    the task gradients) and, per task ``T``: ``weight_T``, a loss weighting's weight;
     ``grad_norm_T`` (``|g_T|``), ``cos_update_T`` (cosine of the update with
     ``g_T``) and ``rate_T = g_T . update / L_T``, the first-order relative decrease
     of the task's loss per unit learning rate (how the rule shares progress among
@@ -73,8 +73,9 @@ class _MTLMonitor:
         if "rates" in d and self.hook.tasks is not None:
             for name, gn, cu, rate in zip(self.hook.tasks, d["grad_norms"], d["cos_update"], d["rates"]):
                 out[f"grad_norm_{name}"], out[f"cos_update_{name}"], out[f"rate_{name}"] = gn, cu, rate
-        for k, w in enumerate(d.get("weights", [])):
-            out[f"weight_{k}"] = float(w)
+        names = self.hook.tasks or []
+        for k, w in enumerate(d.get("weights", [])):      # by task name (runs before 2026-12-05: weight_<i>)
+            out[f"weight_{names[k] if k < len(names) else k}"] = float(w)
         out.update({k: float(v) for k, v in d.get("stats", {}).items()})
         return out
 

@@ -107,9 +107,15 @@ class Solution:
         return ref
 
     def draw(self, fig_dir: str | Path) -> list[Path]:
-        from ..plot import field_2d, profile_panels, profiles, task_diagnostics, training_curves
-
+        """The run's figures: fields on a plane, profiles in x at the output times (a
+        multi-task run: one figure per field, a panel per task), ``training.png`` and,
+        for a multi-task rule, ``tasks.png``."""
         fig_dir = Path(fig_dir)
+        return self._draw_planes(fig_dir) + self._draw_profiles(fig_dir) + self._draw_training(fig_dir)
+
+    def _draw_planes(self, fig_dir: Path) -> list[Path]:
+        from ..plot import field_2d
+
         paths = []
         for name, values in self.fields.items():      # fields on a plane (pde problems)
             dims = self.dims.get(name, ())
@@ -122,80 +128,91 @@ class Solution:
                     title += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
                 paths.append(field_2d(fig_dir / f"{name}.png", {d: self.grid[d] for d in dims}, values,
                                       reference=self.reference.get(name), title=title, label=self.solver))
-        if {"t", "x"} <= set(self.grid):
-            t, x = self.grid["t"], self.grid["x"]
-            ref_label = str(self.metrics.get("reference", "reference"))
-            groups: dict[str, dict[str, str]] = {}        # field -> task (or "") -> name in self.fields
-            for name in self.fields:
-                if self.dims.get(name) == ("t", "x"):
-                    task = _task_of(name)
-                    base = name if task is None else name[: -len(task) - 1]
-                    groups.setdefault(base, {})[task or ""] = name
-            for base, members in groups.items():
-                head = f"{self.meta.get('problem', '')} ({self.solver}): {FIELD_LABELS.get(base, base)}"
-                path = fig_dir / f"{FIGURE_NAMES.get(base, base)}.png"
-                if list(members) == [""]:          # one task: one panel
-                    name = members[""]
-                    if f"rel_l2_{name}" in self.metrics:
-                        head += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
-                    paths.append(profiles(path, x, list(t), self.fields[name], reference=self._reference_of(name),
-                                          label=self.solver, ref_label=ref_label, title=head,
-                                          ylabel=FIELD_LABELS.get(base, base)))
-                    continue
-                panels = {}                        # a multi-task run: a panel per task, largest eps first
-                for task in sorted(members, key=_eps_key):
-                    name = members[task]
-                    label = f"eps = {task[3:]}"
-                    if f"rel_l2_{name}" in self.metrics:
-                        label += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
-                    panels[label] = (self.fields[name], self._reference_of(name))
-                paths.append(profile_panels(path, x, list(t), panels, label=self.solver, ref_label=ref_label,
-                                            title=head, ylabel=FIELD_LABELS.get(base, base)))
-        if "step" in self.history and "loss" in self.history:
-            terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
-            mon = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_")}
-            step_rms = mon.pop("step_rms", None)      # the trainer's, not a monitor's (own panel)
-            per_task = {kind: {k[len(kind) + 1:]: v for k, v in mon.items() if k.startswith(kind + "_")}
-                        for kind in ("grad_norm", "rate")}
-            cos = {k: v for k, v in mon.items() if "cos" in k}
-            weights = {k: v for k, v in mon.items() if k.startswith("weight_")}
-            errors = {k: v for k, v in mon.items() if k.startswith("rel_l2_")}
-            tasks: dict[str, np.ndarray] = {}         # a multi-task run's loss of each task (its terms summed)
-            for k, v in terms.items():
-                if "/" in k:
-                    task = k.split("/", 1)[0]
-                    tasks[task] = tasks.get(task, 0) + np.asarray(v)
-            if tasks:                                 # curves named by task, largest eps first
-                order = list(tasks)                   # the problem's order: a weighting's weight_<i>
-                if len(weights) == len(order) and all(f"weight_{i}" in weights for i in range(len(order))):
-                    weights = {f"weight {order[i]}": weights[f"weight_{i}"] for i in range(len(order))}
-                ranked = sorted(order, key=_eps_key)
-                tasks = {k: tasks[k] for k in ranked}
-                def labelled(key: str) -> str:        # rel_l2_rho_eps0.001 -> "rho eps0.001"
-                    task = _task_of(key[7:])
-                    return key if task is None else f"{key[7:-len(task) - 1]} {task}"
+        return paths
 
-                fields = list(FIELD_LABELS)           # rho, momentum, energy, ... (a loaded file's are sorted)
+    def _draw_profiles(self, fig_dir: Path) -> list[Path]:
+        from ..plot import profile_panels, profiles
 
-                def rank(key: str) -> tuple:
-                    what, _, task = labelled(key).rpartition(" ")
-                    return _eps_key(task), fields.index(what) if what in fields else len(fields), key
+        if not {"t", "x"} <= set(self.grid):
+            return []
+        t, x = list(self.grid["t"]), self.grid["x"]
+        ref_label = str(self.metrics.get("reference", "reference"))
+        groups: dict[str, dict[str, str]] = {}        # field -> task (or "") -> name in self.fields
+        for name in self.fields:
+            if self.dims.get(name) == ("t", "x"):
+                task = _task_of(name)
+                groups.setdefault(name if task is None else name[: -len(task) - 1], {})[task or ""] = name
+        paths = []
+        for base, members in groups.items():
+            head = f"{self.meta.get('problem', '')} ({self.solver}): {FIELD_LABELS.get(base, base)}"
+            path, ylabel = fig_dir / f"{FIGURE_NAMES.get(base, base)}.png", FIELD_LABELS.get(base, base)
+            if list(members) == [""]:                 # one task: one panel
+                name = members[""]
+                if f"rel_l2_{name}" in self.metrics:
+                    head += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
+                paths.append(profiles(path, x, t, self.fields[name], reference=self._reference_of(name),
+                                      label=self.solver, ref_label=ref_label, title=head, ylabel=ylabel))
+                continue
+            panels = {}                               # a multi-task run: a panel per task, largest eps first
+            for task in sorted(members, key=_eps_key):
+                name = members[task]
+                label = f"eps = {task[3:]}"
+                if f"rel_l2_{name}" in self.metrics:
+                    label += f", rel. L2 = {self.metrics[f'rel_l2_{name}']:.2e}"
+                panels[label] = (self.fields[name], self._reference_of(name))
+            paths.append(profile_panels(path, x, t, panels, label=self.solver, ref_label=ref_label, title=head,
+                                        ylabel=ylabel))
+        return paths
 
-                errors = {labelled(k): errors[k] for k in sorted(errors, key=rank)}
-                weights = dict(sorted(weights.items(), key=lambda kv: _eps_key(kv[0].rpartition(" ")[2])))
-            paths.append(training_curves(fig_dir / "training.png", self.history["step"], self.history["loss"],
-                                         tasks or terms, step_rms=step_rms, errors=errors, weights=weights,
-                                         groups=list(tasks)))
-            if cos:   # multi-task runs: cosines on a linear scale, and the loss of each task
-                ranked = list(tasks)
-                summary = {"min_cos_update": "smallest cos(update, g_T)", "mean_cos_tasks": "mean cos(g_S, g_T)",
-                           "min_cos_tasks": "smallest cos(g_S, g_T)"}
-                cos = {**{f"cos_update {k}": cos[f"cos_update_{k}"] for k in ranked if f"cos_update_{k}" in cos},
-                       **{summary[k]: cos[k] for k in summary if k in cos},
-                       **{k: v for k, v in cos.items() if not k.startswith("cos_update_") and k not in summary}}
-                norms, rates = ({k: d[k] for k in ranked if k in d} for d in (per_task["grad_norm"], per_task["rate"]))
-                paths.append(task_diagnostics(fig_dir / "tasks.png", self.history["step"], cos, tasks,
-                                              grad_norms=norms, rates=rates, groups=ranked))
+    def _draw_training(self, fig_dir: Path) -> list[Path]:
+        """``training.png`` (loss, errors against the reference, a weighting's weights,
+        Adam's step) and ``tasks.png`` (a multi-task rule's diagnostics). In a
+        multi-task run every curve is named by its task (``"rho eps0.001"``), largest
+        eps first, and each task has one colour in every panel."""
+        from ..plot import task_diagnostics, training_curves
+
+        if "step" not in self.history or "loss" not in self.history:
+            return []
+        steps = self.history["step"]
+        terms = {k[5:]: v for k, v in self.history.items() if k.startswith("term_")}
+        mon = {k[8:]: v for k, v in self.history.items() if k.startswith("monitor_")}
+        step_rms = mon.pop("step_rms", None)          # the trainer's, not a monitor's (own panel)
+        errors = {k: v for k, v in mon.items() if k.startswith("rel_l2_")}
+        weights = {k: v for k, v in mon.items() if k.startswith("weight_")}
+        tasks: dict[str, np.ndarray] = {}             # a multi-task run's loss of each task (its terms summed)
+        for k, v in terms.items():
+            if "/" in k:
+                tasks[k.split("/", 1)[0]] = tasks.get(k.split("/", 1)[0], 0) + np.asarray(v)
+        if not tasks:
+            return [training_curves(fig_dir / "training.png", steps, self.history["loss"], terms,
+                                    step_rms=step_rms, errors=errors, weights=weights)]
+        ranked = sorted(tasks, key=_eps_key)
+        if all(f"weight_{task}" in weights for task in ranked):   # by task (older runs: weight_<i>, kept)
+            weights = {f"weight {task}": weights[f"weight_{task}"] for task in ranked}
+        fields = list(FIELD_LABELS)                   # rho, momentum, energy, ... (a loaded file's are sorted)
+
+        def by_task(key: str) -> tuple[str, tuple]:   # rel_l2_rho_eps0.001 -> "rho eps0.001", its place
+            task = _task_of(key[7:])
+            if task is None:
+                return key, (0.0, len(fields), key)
+            what = key[7:-len(task) - 1]
+            return f"{what} {task}", (_eps_key(task), fields.index(what) if what in fields else len(fields), key)
+
+        errors = {by_task(k)[0]: errors[k] for k in sorted(errors, key=lambda k: by_task(k)[1])}
+        paths = [training_curves(fig_dir / "training.png", steps, self.history["loss"],
+                                 {k: tasks[k] for k in ranked}, step_rms=step_rms, errors=errors, weights=weights,
+                                 groups=ranked)]
+        cos = {k: v for k, v in mon.items() if "cos" in k}
+        if cos:                                       # a multi-task rule's diagnostics
+            summary = {"min_cos_update": "smallest cos(update, g_T)", "mean_cos_tasks": "mean cos(g_S, g_T)",
+                       "min_cos_tasks": "smallest cos(g_S, g_T)"}
+            cos = {**{f"cos_update {k}": cos[f"cos_update_{k}"] for k in ranked if f"cos_update_{k}" in cos},
+                   **{summary[k]: cos[k] for k in summary if k in cos},
+                   **{k: v for k, v in cos.items() if not k.startswith("cos_update_") and k not in summary}}
+            norms, rates = ({k: mon[f"{kind}_{k}"] for k in ranked if f"{kind}_{k}" in mon}
+                            for kind in ("grad_norm", "rate"))
+            paths.append(task_diagnostics(fig_dir / "tasks.png", steps, cos, {k: tasks[k] for k in ranked},
+                                          grad_norms=norms, rates=rates, groups=ranked))
         return paths
 
     def summary(self) -> str:
