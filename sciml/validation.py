@@ -593,7 +593,7 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     from . import mtl
     from .api import checked_device, solve
     from .config import load_run
-    from .plot import grouped_bars
+    from .plot import comparison_chart
 
     methods = list(entry.quick.methods) if quick and entry.quick.methods else list(entry.methods)
     if seeds is None:
@@ -713,15 +713,19 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     tasks, table = per_field[base]
     over = f" (mean over seeds {', '.join(map(str, seeds))}, min–max)" if seeds else ""
     for f, (ftasks, ftable) in per_field.items() if runs else ():
-        ranges = None
-        if seeds:                       # min and max over the seeds of each task's error
-            ranges = {}
-            for name, done in per_seed_runs.items():
-                vals = [_per_task({name: r}, f)[1][name] for r in done.values()]
-                ranges[name] = {t: (min(v[t] for v in vals), max(v[t] for v in vals)) for t in ftasks}
-        grouped_bars(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks, ftable,
-                     title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over, ylabel=f,
-                     ranges=ranges)
+        worst = {name: float(r.get(f"worst_{f}", float("nan"))) for name, r in runs.items()}
+        spread = None
+        if seeds:                       # min and max over the seeds of each method's worst task
+            spread = {name: (min(w), max(w)) for name, done in per_seed_runs.items()
+                      if (w := [float(r.get(f"worst_{f}", float("nan"))) for r in done.values()])}
+        shown_as = {name: name for name in runs}      # a method with fewer seeds than the others says so
+        if seeds and len({len(done) for done in per_seed_runs.values()}) > 1:
+            shown_as = {name: f"{name} ({len(per_seed_runs[name])} of {len(seeds)} seeds)" for name in runs}
+        comparison_chart(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks,
+                         {shown_as[n]: v for n, v in ftable.items()}, {shown_as[n]: v for n, v in worst.items()},
+                         ranges=spread and {shown_as[n]: v for n, v in spread.items()},
+                         target=shown_as.get(entry.target), label=f,
+                         title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over)
     gmean = {name: _gmean(table[name].values()) for name in runs}
     (out / "comparison.md").write_text(_comparison_markdown(
         methods, runs, per_field, seeds=seeds, per_seed_runs=per_seed_runs, per_seed=per_seed, metric=entry.metric,

@@ -188,6 +188,56 @@ def grouped_bars(path, groups: Sequence[str], values: Mapping[str, Mapping[str, 
     return _save(fig, path)
 
 
+def comparison_chart(path, tasks: Sequence[str], values: Mapping[str, Mapping[str, float]],
+                     worst: Mapping[str, float], *, ranges: Mapping[str, tuple[float, float]] | None = None,
+                     target: str | None = None, title: str = "", label: str = "relative L2 error") -> Path:
+    """Methods against tasks: on the left a table of colour (log scale) with each
+    ``values[method][task]`` written in its cell, on the right each method's ``worst``
+    as a bar (``ranges[method] = (low, high)`` as a whisker, e.g. over seeds; the
+    ``target`` in red). Rows are sorted by ``worst``, the best on top, so that a
+    comparison of many methods reads at a glance."""
+    from matplotlib.colors import LogNorm
+
+    names = sorted(values, key=lambda m: (not np.isfinite(worst.get(m, np.nan)), worst.get(m, np.inf)))
+    grid = np.array([[values[m].get(tk, np.nan) for tk in tasks] for m in names], dtype=float)
+    finite = grid[np.isfinite(grid) & (grid > 0)]
+    fig = Figure(figsize=(4.6 + 0.78 * len(tasks), 1.4 + 0.34 * len(names)), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [0.78 * len(tasks), 3.2]})
+    norm = LogNorm(vmin=finite.min(), vmax=finite.max()) if finite.size and finite.min() < finite.max() else None
+    image = left.imshow(np.where(np.isfinite(grid) & (grid > 0), grid, np.nan), cmap="viridis_r", norm=norm,
+                        aspect="auto")
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            shade = image.cmap(image.norm(v)) if v > 0 else (1, 1, 1, 1)
+            dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
+            left.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
+    left.set_xticks(range(len(tasks)), tasks, fontsize=8, rotation=30, ha="right")
+    left.set_yticks(range(len(names)), [f"{m} *" if m == target else m for m in names], fontsize=8)
+    left.set_title(label, fontsize=9)
+    w = np.array([worst.get(m, np.nan) for m in names], dtype=float)
+    colors = ["C3" if m == target else "0.55" for m in names]
+    right.barh(range(len(names)), w, color=colors, height=0.7)
+    if ranges:
+        lo = np.array([ranges.get(m, (np.nan, np.nan))[0] for m in names], dtype=float)
+        hi = np.array([ranges.get(m, (np.nan, np.nan))[1] for m in names], dtype=float)
+        right.errorbar(w, range(len(names)), xerr=[np.clip(w - lo, 0, None), np.clip(hi - w, 0, None)],
+                       fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
+    ends = np.fmax(w, hi) if ranges else w
+    for i, (v, end) in enumerate(zip(w, ends)):
+        if np.isfinite(v):
+            right.text(end * 1.08, i, f"{v:.3g}", va="center", fontsize=7)
+    right.set_xscale("log")
+    if np.isfinite(ends).any():
+        right.set_xlim(right=np.nanmax(ends) * 2.0)
+    right.set_ylim(len(names) - 0.5, -0.5)
+    right.set_yticks(range(len(names)), [""] * len(names))
+    right.set_title("worst task" + (" (min – max)" if ranges else ""), fontsize=9)
+    right.grid(alpha=0.3, axis="x", which="both")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def task_diagnostics(path, steps: np.ndarray, cosines: Mapping[str, np.ndarray],
                      task_losses: Mapping[str, np.ndarray] | None = None, title: str = "multi-task diagnostics",
                      *, grad_norms: Mapping[str, np.ndarray] | None = None,
