@@ -584,6 +584,50 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
     return "\n".join(lines) + "\n"
 
 
+def _missing_runs(methods, per_seed_runs, inapplicable, seeds, units, run_dir) -> tuple[list[str], list[str]]:
+    """The runs a comparison lacks (``"name"`` when a method has none, ``"name/seed<k>"``
+    for a seed it lacks) and, of those, the ones whose folders hold a finished run of
+    another configuration (an earlier default, other ``--set`` values), named per seed
+    where only some seeds' folders hold one, so that they are not reported as not run."""
+    missing = [name for name in methods if name not in per_seed_runs and name not in inapplicable]
+    if seeds:
+        missing += [f"{name}/seed{seed}" for name in methods if name in per_seed_runs for seed in seeds
+                    if seed not in per_seed_runs[name]]
+
+    def held(label: str) -> list[bool]:              # does each seed's folder hold a finished run?
+        name, _, seed = label.partition("/seed")
+        return [(run_dir(name, s) / "result.h5").is_file() for s in ([int(seed)] if seed else units)]
+
+    def per_seed_if_mixed(label: str) -> list[str]:
+        h = held(label)
+        return [label] if "/seed" in label or not seeds or len(set(h)) == 1 else [f"{label}/seed{s}" for s in units]
+
+    missing = [m for label in missing for m in per_seed_if_mixed(label)]
+    return missing, [label for label in missing if all(held(label))]
+
+
+def _draw_comparison(entry, out, per_field, runs, per_seed_runs, seeds, *, quick: bool) -> None:
+    """``comparison.png`` (the entry's field) and ``comparison_<field>.png``: per method
+    the error per task and the worst task (over seeds: the means, whiskers min – max)."""
+    from .plot import comparison_chart
+
+    over = f" (mean over seeds {', '.join(map(str, seeds))}, min–max)" if seeds else ""
+    base = next(iter(per_field))
+    shown_as = {name: name for name in runs}          # a method with fewer seeds than the others says so
+    if seeds and len({len(done) for done in per_seed_runs.values()}) > 1:
+        shown_as = {name: f"{name} ({len(per_seed_runs[name])} of {len(seeds)} seeds)" for name in runs}
+    for f, (ftasks, ftable) in per_field.items():
+        worst = {shown_as[n]: float(r.get(f"worst_{f}", float("nan"))) for n, r in runs.items()}
+        spread = None
+        if seeds:                                     # min and max over the seeds of each method's worst task
+            spread = {shown_as[n]: (min(w), max(w)) for n, done in per_seed_runs.items()
+                      if (w := [float(r.get(f"worst_{f}", float("nan"))) for r in done.values()])}
+        comparison_chart(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks,
+                         {shown_as[n]: v for n, v in ftable.items()}, worst, ranges=spread,
+                         target=shown_as.get(entry.target), label=f,
+                         title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over)
+
+
 def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, resume: bool,
              progress: bool, only: Sequence[str] | None = None, shown: Sequence[str] = (),
              seeds: Sequence[int] | None = None, check: bool = False) -> Report | Plan | None:
@@ -593,7 +637,6 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     from . import mtl
     from .api import checked_device, solve
     from .config import load_run
-    from .plot import comparison_chart
 
     methods = list(entry.quick.methods) if quick and entry.quick.methods else list(entry.methods)
     if seeds is None:
@@ -677,22 +720,7 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
         if done:
             per_seed_runs[name] = done
     runs = {name: _mean_metrics(done) for name, done in per_seed_runs.items()}
-    missing = [name for name in methods if name not in runs and name not in inapplicable]
-    if seeds:
-        missing += [f"{name}/seed{seed}" for name in methods if name in runs for seed in seeds
-                    if seed not in per_seed_runs[name]]
-    # of those, the folders that hold a finished run of another configuration (an earlier
-    # default, other --set values): said as such, not as "not run yet"
-    def held(label: str) -> list[bool]:              # does each seed's folder hold a finished run?
-        name, _, seed = label.partition("/seed")
-        return [(run_dir(name, s) / "result.h5").is_file() for s in ([int(seed)] if seed else units)]
-
-    def per_seed_if_mixed(label: str) -> list[str]:   # "name" -> "name/seed<k>" when only some folders hold one
-        h = held(label)
-        return [label] if "/seed" in label or not seeds or len(set(h)) == 1 else [f"{label}/seed{s}" for s in units]
-
-    missing = [m for label in missing for m in per_seed_if_mixed(label)]
-    other_config = [label for label in missing if all(held(label))]
+    missing, other_config = _missing_runs(methods, per_seed_runs, inapplicable, seeds, units, run_dir)
     checks = entry.checks(quick)
     if entry.target in runs:
         for metric, _, _ in checks:
@@ -711,21 +739,8 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
                               if m.startswith("worst_rel_l2_")} - {base})
     per_field = {f: _per_task(runs, f) for f in fields}
     tasks, table = per_field[base]
-    over = f" (mean over seeds {', '.join(map(str, seeds))}, min–max)" if seeds else ""
-    for f, (ftasks, ftable) in per_field.items() if runs else ():
-        worst = {name: float(r.get(f"worst_{f}", float("nan"))) for name, r in runs.items()}
-        spread = None
-        if seeds:                       # min and max over the seeds of each method's worst task
-            spread = {name: (min(w), max(w)) for name, done in per_seed_runs.items()
-                      if (w := [float(r.get(f"worst_{f}", float("nan"))) for r in done.values()])}
-        shown_as = {name: name for name in runs}      # a method with fewer seeds than the others says so
-        if seeds and len({len(done) for done in per_seed_runs.values()}) > 1:
-            shown_as = {name: f"{name} ({len(per_seed_runs[name])} of {len(seeds)} seeds)" for name in runs}
-        comparison_chart(out / "figures" / ("comparison.png" if f == base else f"comparison_{f}.png"), ftasks,
-                         {shown_as[n]: v for n, v in ftable.items()}, {shown_as[n]: v for n, v in worst.items()},
-                         ranges=spread and {shown_as[n]: v for n, v in spread.items()},
-                         target=shown_as.get(entry.target), label=f,
-                         title=f"{entry.id}: {f} per task" + (" (quick)" if quick else "") + over)
+    if runs:
+        _draw_comparison(entry, out, per_field, runs, per_seed_runs, seeds, quick=quick)
     gmean = {name: _gmean(table[name].values()) for name in runs}
     (out / "comparison.md").write_text(_comparison_markdown(
         methods, runs, per_field, seeds=seeds, per_seed_runs=per_seed_runs, per_seed=per_seed, metric=entry.metric,
