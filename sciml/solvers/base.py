@@ -169,6 +169,7 @@ class Solution:
         Adam's step) and ``tasks.png`` (a multi-task rule's diagnostics). In a
         multi-task run every curve is named by its task (``"rho eps0.001"``), largest
         eps first, and each task has one colour in every panel."""
+        from ..mtl import task_of
         from ..plot import task_diagnostics, training_curves
 
         if "step" not in self.history or "loss" not in self.history:
@@ -182,7 +183,7 @@ class Solution:
         tasks: dict[str, np.ndarray] = {}             # a multi-task run's loss of each task (its terms summed)
         for k, v in terms.items():
             if "/" in k:
-                tasks[k.split("/", 1)[0]] = tasks.get(k.split("/", 1)[0], 0) + np.asarray(v)
+                tasks[task_of(k)] = tasks.get(task_of(k), 0) + np.asarray(v)
         if not tasks:
             return [training_curves(fig_dir / "training.png", steps, self.history["loss"], terms,
                                     step_rms=step_rms, errors=errors, weights=weights)]
@@ -192,10 +193,10 @@ class Solution:
         fields = list(FIELD_LABELS)                   # rho, momentum, energy, ... (a loaded file's are sorted)
 
         def by_task(key: str) -> tuple[str, tuple]:   # rel_l2_rho_eps0.001 -> "rho eps0.001", its place
-            task = _task_of(key[7:])
-            if task is None:
+            m = _RE_ERROR.match(key)
+            if m is None or m["tail"] or m["suffix"]:
                 return key, (0.0, len(fields), key)
-            what = key[7:-len(task) - 1]
+            what, task = m["field"], m["task"]
             return f"{what} {task}", (_eps_key(task), fields.index(what) if what in fields else len(fields), key)
 
         errors = {by_task(k)[0]: errors[k] for k in sorted(errors, key=lambda k: by_task(k)[1])}
