@@ -175,6 +175,7 @@ class Report:
     seeds: list = field(default_factory=list)        # the seeds compared (empty: one run per method)
     per_seed: dict = field(default_factory=dict)     # method -> {seed: value of the main metric}
     other_config: list = field(default_factory=list)  # of `missing`: run folders holding another configuration
+    head_to_head: dict = field(default_factory=dict)  # method -> the target against it seed by seed
 
     @property
     def not_run(self) -> list:
@@ -251,6 +252,9 @@ class Report:
                 wins = [s for s in self.per_seed[e.target] if _seed_rank(self.per_seed, e.target, s) == 1]
                 lines.append(f"  target best in {len(wins)} of {len(self.per_seed[e.target])} seeds"
                              + (f" ({', '.join(map(str, wins))})" if wins else ""))
+            if self.head_to_head:
+                lines.append("  target lower than, in the seeds both ran: " + ", ".join(
+                    f"{n} {h['wins_final']}/{len(h['seeds'])}" for n, h in self.head_to_head.items()))
         lines.append(f"  {'PASS' if self.passed else 'FAIL'}   results in {self.out}")
         if e.measured is not None and not self.quick:
             m = e.measured
@@ -524,6 +528,33 @@ def _seed_rank(per_seed: Mapping, name: str, seed: int) -> int:
     return 1 + sum(1 for d in per_seed.values() if seed in d and d[seed] < v)
 
 
+def _head_to_head(per_seed_runs: Mapping, target: str, field: str) -> dict:
+    """The target against each other method on the seeds both ran, by the worst task of
+    ``field`` at the end (``worst_``) and over the last 20 % of training (``tail_worst_``):
+    how many seeds the target's is lower, the ratio of the method's mean to the target's
+    over those seeds, and ``p``, the chance of at least that many wins at the end if each
+    seed were a fair coin toss (one-sided sign test; 3 of 3 gives 0.125, so a few seeds
+    can show a consistent lead but never a significant one)."""
+    from math import comb
+
+    mine = per_seed_runs.get(target, {})
+    out = {}
+    for name, done in per_seed_runs.items():
+        shared = sorted(set(done) & set(mine))
+        if name == target or not shared:
+            continue
+        row = {"seeds": shared}
+        for key, prefix in (("final", "worst_"), ("tail", "tail_worst_")):
+            a = [float(mine[s].get(prefix + field, np.nan)) for s in shared]
+            b = [float(done[s].get(prefix + field, np.nan)) for s in shared]
+            row[f"wins_{key}"] = sum(x < y for x, y in zip(a, b))
+            row[f"ratio_{key}"] = float(np.mean(b) / np.mean(a))
+        n, k = len(shared), row["wins_final"]
+        row["p_final"] = sum(comb(n, j) for j in range(k, n + 1)) / 2 ** n
+        out[name] = row
+    return out
+
+
 def _mean_metrics(per_seed: Mapping) -> dict:
     """Mean over the seeds of every metric the runs share."""
     keys = set.intersection(*(set(r) for r in per_seed.values()))
@@ -531,12 +562,13 @@ def _mean_metrics(per_seed: Mapping) -> dict:
 
 
 def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_seed, metric, shown, missing,
-                         inapplicable, variants, other_config=()) -> str:
+                         inapplicable, variants, other_config=(), target=None, head_to_head=None) -> str:
     """``comparison.md``: per field a table of the error per task, the worst task, the
     worst task's mean over the last 20 % of training (``tail_worst_*``, less moved by
     the swings of a single snapshot), the geometric mean over the tasks (how a rule
     does across all of them) and the training time (what it costs); over seeds, the means with the worst's min–max and a table of
-    every seed's worst with the method's rank in that seed."""
+    every seed's worst with the method's rank in that seed, and the target against each
+    method seed by seed (:func:`_head_to_head`)."""
     lines = [f"mean over the finished runs of seeds {', '.join(map(str, seeds))} (the worst task is taken "
              f"in each run, then averaged)\n"] if seeds else []
     base = next(iter(per_field))
@@ -569,6 +601,17 @@ def _comparison_markdown(methods, runs, per_field, *, seeds, per_seed_runs, per_
                         continue
                     cells.append(f"{v:.2e} ({_seed_rank(per_seed, name, seed)})")
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if head_to_head:
+        lines += [f"\n**{target} against each method, seed by seed** (the seeds both ran; worst_{base}: in how "
+                  f"many the target's is lower, and the method's mean over them divided by the target's; p: the "
+                  f"chance of at least that many lower ones if each seed were a coin toss)\n",
+                  f"| method | seeds | {target} lower | method / {target} | {target} lower, last 20 % "
+                  f"| method / {target}, last 20 % | p |", "|---" * 7 + "|"]
+        for name in methods:
+            if (h := head_to_head.get(name)) is not None:
+                n = len(h["seeds"])
+                lines.append(f"| {name} | {n} | {h['wins_final']} of {n} | {h['ratio_final']:.2f} | "
+                             f"{h['wins_tail']} of {n} | {h['ratio_tail']:.2f} | {h['p_final']:.2f} |")
     if shown:
         lines.append("\nwith " + " ".join(f"--set {o}" for o in shown))
     for name in methods:
@@ -742,12 +785,13 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
     if runs:
         _draw_comparison(entry, out, per_field, runs, per_seed_runs, seeds, quick=quick)
     gmean = {name: _gmean(table[name].values()) for name in runs}
+    head_to_head = _head_to_head(per_seed_runs, entry.target, base) if seeds else {}
     (out / "comparison.md").write_text(_comparison_markdown(
         methods, runs, per_field, seeds=seeds, per_seed_runs=per_seed_runs, per_seed=per_seed, metric=entry.metric,
         shown=shown, missing=missing, inapplicable=inapplicable, variants=entry.variants,
-        other_config=other_config))
+        other_config=other_config, target=entry.target, head_to_head=head_to_head))
     report = Report(entry, quick, values, {m: t for m, _, t in checks}, runs.get(entry.target, {}), out,
-                    comparison, missing, list(shown), inapplicable, seeds, per_seed, other_config)
+                    comparison, missing, list(shown), inapplicable, seeds, per_seed, other_config, head_to_head)
     (out / "validation.json").write_text(json.dumps({
         **_provenance(),
         "id": entry.id, "quick": quick, "metric": entry.metric, "target": entry.target, "value": report.value,
@@ -756,7 +800,7 @@ def _compare(entry: Entry, *, quick: bool, overrides: dict, out: Path, device, r
         "inapplicable": inapplicable, "overrides": report.overrides, "seeds": seeds,
         "variants": {n: {"rule": v.rule, "options": dict(v.options)} for n, v in entry.variants.items()},
         "comparison": comparison, "per_seed": {n: {str(k): v for k, v in d.items()} for n, d in per_seed.items()},
-        "per_task": table, "geometric_mean": gmean,
+        "per_task": table, "geometric_mean": gmean, "head_to_head": head_to_head,
         "per_field": {f: ft for f, (_, ft) in per_field.items()}, "runs": runs,
         "runs_per_seed": {n: {str(k): r for k, r in d.items()} for n, d in per_seed_runs.items()} if seeds else {}},
         indent=2))

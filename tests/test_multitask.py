@@ -314,6 +314,11 @@ def test_comparison_over_seeds_with_a_variant(tmp_path, capsys):
     assert "target best in" in second.text() and "mean over seeds 0, 1" in second.text()
     saved = json.loads((out / "validation.json").read_text())
     assert saved["seeds"] == [0, 1] and set(saved["per_seed"]["hrgrad"]) == {"0", "1"}
+    h = saved["head_to_head"]["sum"]        # hrgrad against the sum on the seeds both ran
+    assert h["seeds"] == [0, 1] and set(h) == {"seeds", "wins_final", "ratio_final", "wins_tail", "ratio_tail", "p_final"}
+    assert h["wins_final"] == sum(second.per_seed["hrgrad"][k] < second.per_seed["sum"][k] for k in (0, 1))
+    assert "hrgrad against each method, seed by seed" in (out / "comparison.md").read_text()
+    assert "target lower than, in the seeds both ran: sum " in second.text()
     # a third seed: hrgrad runs it, the others miss it
     third = reproduce(entry, quick=True, out=out, overrides=tiny, methods=["hrgrad"], seeds=[0, 1, 2], resume=True,
                       progress=False)
@@ -518,3 +523,23 @@ def test_summary_of_a_multi_task_run_without_per_time_errors():
     rows = [line.split() for line in sol.summary().splitlines()]
     assert ["task", "final"] in rows and ["steps:", "5"] in rows
     assert rows[-3:] == [["eps1", "1.000e-01"], ["eps0.001", "2.000e-01"], ["worst", "2.000e-01"]]
+
+
+def test_head_to_head_counts_seeds_and_sign_test():
+    """The target against each method over the seeds both ran: wins, ratio of means,
+    one-sided sign test (3 of 3: 1/8; 2 of 3: 4/8)."""
+    from sciml.validation import _head_to_head
+
+    def run(final, tail):
+        return {"worst_rel_l2_rho": final, "tail_worst_rel_l2_rho": tail}
+
+    per_seed_runs = {"hr": {0: run(1.0, 1.0), 1: run(2.0, 2.0), 2: run(3.0, 1.0)},
+                     "a": {0: run(2.0, 2.0), 1: run(3.0, 3.0), 2: run(4.0, 0.5)},
+                     "b": {0: run(0.5, 2.0), 1: run(4.0, 3.0), 2: run(6.0, 2.0), 3: run(0.1, 0.1)},
+                     "c": {5: run(1.0, 1.0)}}
+    h = _head_to_head(per_seed_runs, "hr", "rel_l2_rho")
+    assert set(h) == {"a", "b"}                                   # "c" shares no seed; the target is not its own rival
+    assert h["a"]["wins_final"] == 3 and h["a"]["wins_tail"] == 2 and h["a"]["p_final"] == pytest.approx(1 / 8)
+    assert h["a"]["ratio_final"] == pytest.approx(9 / 6)
+    assert h["b"]["seeds"] == [0, 1, 2] and h["b"]["wins_final"] == 2 and h["b"]["p_final"] == pytest.approx(4 / 8)
+    assert h["b"]["ratio_final"] == pytest.approx(10.5 / 6) and h["b"]["ratio_tail"] == pytest.approx(7 / 4)
