@@ -58,6 +58,28 @@ def test_loss_ratio_rates_rotate_towards_the_lagging_task():
     assert torch.equal(other(G, torch.tensor([0.1, 0.5, 1.0], dtype=G.dtype)), u)
 
 
+def test_relative_rates_equalise_the_fractional_decrease_of_every_loss():
+    """``rates: relative`` (alpha 1) with the equal-rate direction: ``g_i . d / L_i``,
+    the first-order fall of ``log L_i``, is the same for every task; a task with zero
+    gradient is left out; losses absent: equal rates."""
+    from sciml.mtl import RelativeRates
+
+    G = conflicting(4, 300) * torch.tensor([[1.0], [5.0], [0.2], [2.0]], dtype=torch.float64)
+    L = torch.tensor([3.0, 0.5, 0.01, 1.0], dtype=G.dtype)
+    agg = HRGrad(rates=RelativeRates(rmax=1e6), direction="equal", magnitude=ProjectionSum())
+    u = agg(G, L)
+    fall = (G @ u) / L
+    assert torch.all(fall > 0) and torch.allclose(fall, fall.mean().expand(4), rtol=1e-8)
+    assert HRGrad(rates="relative").rates == RelativeRates(alpha=1.0)   # the name: the default rmax (10) clips
+    r = RelativeRates(rmax=1e6)(L, torch.tensor([2.0, 0.0, 1.0, 4.0], dtype=G.dtype), {})
+    s = torch.tensor([1.5, 1.0, 0.01, 0.25], dtype=G.dtype)          # L / |g|; the zero-gradient task: 1, unused
+    assert torch.allclose(r[[0, 2, 3]], s[[0, 2, 3]] / s[[0, 2, 3]].mean()) and r[1] == pytest.approx(1 / s[[0, 2, 3]].mean())
+    assert torch.equal(RelativeRates()(None, torch.ones(3), {}), torch.ones(3, dtype=torch.float64))
+    assert HRGrad(rates="relative", alpha=0.5).rates == RelativeRates(alpha=0.5)
+    with pytest.raises(ValueError, match="rates must be one of"):
+        HRGrad(rates="inverse")
+
+
 def test_magnitude_shrinks_with_conflict_only():
     G = conflicting(4, 300)
     full = HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(G)
@@ -502,6 +524,10 @@ def test_options_write_out_the_defaults_and_rebuild_the_rule():
     equal = mtl.aggregator("hrgrad", rcond=0.03, alpha=0.0)
     assert equal.options() == {"alpha": 0.0, "direction": "equal", "gamma": 0.5, "length": "unit", "rcond": 0.03}
     assert repr(mtl.aggregator("hrgrad", **equal.options())) == repr(equal)
+    relative = mtl.aggregator("hrgrad", rates="relative")      # not the default rates: written out
+    assert relative.options() == {"alpha": 1.0, "direction": "proportional", "gamma": 0.5, "length": "unit",
+                                  "rates": "relative"}
+    assert repr(mtl.aggregator("hrgrad", **relative.options())) == repr(relative)
     assert mtl.aggregator("mgda").options() == {"epsilon": 0.001, "max_iters": 100, "length": "native"}
     assert mtl.aggregator("sum", length="unit").options() == {"length": "unit"}
     assert mtl.aggregator("nashmtl").options()["max_norm"] == 1.0          # n_tasks is ours to give
@@ -679,8 +705,6 @@ def test_distributed_ranks_apply_the_rule_to_the_global_task_gradients(tmp_path,
     is the rule applied to the global task gradients, the same on both ranks, and not
     the mean of the per-rank updates (for a nonlinear rule another rule)."""
     import torch.multiprocessing as mp
-
-    from sciml.mtl.backward import TaskBackward
 
     res = tmp_path / "res"
     res.mkdir()

@@ -27,6 +27,11 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
      GradNorm, Chen et al., ICML 2018, applied to the direction instead of to loss
      weights). ``alpha = 0`` is :class:`EqualRates`. The rates are clipped to
      ``[1/rmax, rmax]`` (``rmax = 10``) so that no task's constraint vanishes.
+   * :class:`RelativeRates` (``rates: relative``, default ``alpha = 1``):
+     ``r_i = (s_i / mean s)^alpha`` with ``s_i = L_i / |g_i|``: rates that make every
+     task's loss fall by the same *fraction* per step (``g_i . d / L_i`` equal), the
+     rate of the logarithm of the losses, read as "optimisation rates kept
+     consistent" in relative terms instead of against each task's first loss.
 
 2. **Direction**. ``direction="equal"`` (:class:`MinNormDirection`): the minimum-norm ``d`` with ``U d = r``:
    ``d = U^T (U U^T)^{-1} r``, computed in the ``K``-space
@@ -121,8 +126,8 @@ from .base import Aggregator
 class EqualRates:
     """``r_i = 1`` (equal cosines: ConFIG's direction)."""
 
-    def __call__(self, losses: torch.Tensor | None, K: int, state: dict) -> torch.Tensor:
-        return torch.ones(K, dtype=torch.float64)
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
+        return torch.ones(norms.numel(), dtype=torch.float64)
 
 
 @dataclass
@@ -138,9 +143,9 @@ class LossRatioRates:
         if not self.rmax >= 1:
             raise ValueError(f"rmax must be >= 1, got {self.rmax}")
 
-    def __call__(self, losses: torch.Tensor | None, K: int, state: dict) -> torch.Tensor:
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
         if losses is None or self.alpha == 0:
-            return torch.ones(K, dtype=torch.float64)
+            return torch.ones(norms.numel(), dtype=torch.float64)
         L = losses.detach().double().cpu()
         if "initial_losses" not in state:
             state["initial_losses"] = L.clone()
@@ -151,6 +156,47 @@ class LossRatioRates:
         rel = torch.where(L0 > 0, rel, torch.ones_like(rel))
         r = (rel / rel.mean().clamp_min(1e-300)).clamp_min(1e-300) ** self.alpha
         return r.clamp(1.0 / self.rmax, self.rmax)
+
+
+@dataclass
+class RelativeRates:
+    """``r_i = (s_i / mean s)^alpha`` with ``s_i = L_i / |g_i|`` over the tasks with a
+    nonzero gradient (see module doc, 1). With ``alpha = 1`` and a direction that meets
+    its rates exactly, every task's loss falls by the same fraction per unit step:
+    ``d log L_i = g_i . d / L_i = |g_i| (u_i . d) / L_i`` is the same for all ``i``,
+    the rate that the logarithm of the losses (uncertainty weighting's limit, Kendall
+    et al., CVPR 2018) equalises, here without letting one task's gradient set the
+    direction. Clipped to ``[1/rmax, rmax]``; ``alpha = 0`` is :class:`EqualRates`."""
+
+    alpha: float = 1.0
+    rmax: float = 10.0
+
+    def __post_init__(self):
+        if not self.alpha >= 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not self.rmax >= 1:
+            raise ValueError(f"rmax must be >= 1, got {self.rmax}")
+
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
+        K = norms.numel()
+        if losses is None or self.alpha == 0:
+            return torch.ones(K, dtype=torch.float64)
+        L = losses.detach().double().cpu()
+        nu = norms.detach().double().cpu()
+        if L.shape != nu.shape:
+            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
+        active = nu > 0
+        if not active.any():
+            return torch.ones(K, dtype=torch.float64)
+        s = torch.where(active, L.clamp_min(0) / nu.where(active, torch.ones_like(nu)), torch.ones_like(nu))
+        mean = s[active].mean()
+        if not mean > 0:            # every active loss is zero: nothing to balance
+            return torch.ones(K, dtype=torch.float64)
+        r = (s / mean).clamp_min(1e-300) ** self.alpha
+        return r.clamp(1.0 / self.rmax, self.rmax)
+
+
+RATES = {"loss_ratio": LossRatioRates, "relative": RelativeRates}
 
 
 # ---- direction ---------------------------------------------------------------------------------
@@ -420,7 +466,8 @@ class ConflictScaled:
 
 class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
-    ``rates`` (:class:`LossRatioRates` / :class:`EqualRates`), ``direction``
+    ``rates`` (:class:`LossRatioRates` / :class:`RelativeRates` / :class:`EqualRates`, or a
+    name: ``"loss_ratio"``, ``"relative"``; any callable ``(losses, norms, state) -> r``), ``direction``
     (:class:`ProportionalDirection` by default, or a name: ``"proportional"`` = it,
     ``"maxmin"`` = :class:`MaxMinDirection`, ``"equal"`` = :class:`MinNormDirection`,
     ``"mean"`` = :class:`MeanDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
@@ -430,12 +477,18 @@ class HRGrad(Aggregator):
     ``rcond`` (the equal-rate direction's cut-off; given alone it selects that direction) and the name ``length`` (``"unit"``, default,
     or ``"projection"``: ConFIG's length) set the default parts' parameters, which is
     what a YAML file can give (``aggregator_options: {alpha: 0, length: projection}``:
-    no rotation, ConFIG's length scaled by the conflict)."""
+    no rotation, ConFIG's length scaled by the conflict; ``{rates: relative}``: equal
+    relative rates)."""
 
     name = "hrgrad"
 
     def __init__(self, *, rates=None, direction=None, magnitude=None, alpha: float | None = None,
                  gamma: float | None = None, rcond: float | None = None, length: str | None = None):
+        if isinstance(rates, str):      # a name: the default parts' rates, with alpha if given
+            if rates not in RATES:
+                raise ValueError(f"rates must be one of {sorted(RATES)}, got {rates!r}")
+            rates = RATES[rates]() if alpha is None else RATES[rates](alpha=float(alpha))
+            alpha = None
         if alpha is not None and rates is not None:
             raise ValueError("give either rates or alpha, not both")
         if direction is None:           # rcond alone is the equal-rate direction's cut-off and selects it
@@ -470,7 +523,7 @@ class HRGrad(Aggregator):
             return torch.zeros_like(G[0])
         Ga = Gd[active]
         U = Ga / norms[active].unsqueeze(1)
-        r_all = self.rates(losses, G.shape[0], self.state).to(Gd.device)
+        r_all = self.rates(losses, norms, self.state).to(Gd.device)
         cos = U @ U.T                   # the unit gradients' Gram matrix, shared by direction and magnitude
         d_hat = self.direction(U, r_all[active], cos)
         if getattr(self.direction, "fell_back", False):
@@ -485,7 +538,8 @@ class HRGrad(Aggregator):
         rates, direction, magnitude = self.rates, self.direction, self.magnitude
         names = {v: k for k, v in DIRECTIONS.items()}
         lengths = {v: k for k, v in LENGTHS.items()}
-        if (type(rates) is not LossRatioRates or rates.rmax != LossRatioRates.rmax
+        rate_names = {v: k for k, v in RATES.items()}
+        if (type(rates) not in rate_names or rates.rmax != type(rates).rmax
                 or type(direction) not in names or type(magnitude) is not ConflictScaled
                 or type(magnitude.base) not in lengths or direction != type(direction)(
                     **({"rcond": direction.rcond} if isinstance(direction, MinNormDirection) else {}))):
@@ -494,6 +548,8 @@ class HRGrad(Aggregator):
                "length": lengths[type(magnitude.base)]}
         if isinstance(direction, MinNormDirection):
             out["rcond"] = direction.rcond
+        if type(rates) is not LossRatioRates:   # written only when not the default, so that the runs
+            out["rates"] = rate_names[type(rates)]  # saved before the option existed keep their configuration
         return out
 
     def stats(self) -> dict:

@@ -3,7 +3,6 @@ write it with its manifest (command, seed, time, validation score, versions)."""
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from pathlib import Path
 
