@@ -131,8 +131,9 @@ class EqualRates:
 
 
 @dataclass
-class LossRatioRates:
-    """``r_i = (l_i / mean l)^alpha``, ``l_i = L_i / L_i(0)`` (see module doc)."""
+class _PoweredRates:
+    """Rates ``(s_i / mean s)^alpha`` clipped to ``[1/rmax, rmax]``, for a per-task
+    score ``s`` that the subclass defines."""
 
     alpha: float = 0.5
     rmax: float = 10.0
@@ -142,6 +143,16 @@ class LossRatioRates:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if not self.rmax >= 1:
             raise ValueError(f"rmax must be >= 1, got {self.rmax}")
+
+    def _powered(self, s: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        return ((s / mean).clamp_min(1e-300) ** self.alpha).clamp(1.0 / self.rmax, self.rmax)
+
+
+@dataclass
+class LossRatioRates(_PoweredRates):
+    """``r_i = (l_i / mean l)^alpha``, ``l_i = L_i / L_i(0)`` (see module doc)."""
+
+    alpha: float = 0.5
 
     def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
         if losses is None or self.alpha == 0:
@@ -154,12 +165,11 @@ class LossRatioRates:
             raise ValueError(f"HRGrad saw {L0.numel()} tasks before and {L.numel()} now")
         rel = L / L0.clamp_min(1e-300)
         rel = torch.where(L0 > 0, rel, torch.ones_like(rel))
-        r = (rel / rel.mean().clamp_min(1e-300)).clamp_min(1e-300) ** self.alpha
-        return r.clamp(1.0 / self.rmax, self.rmax)
+        return self._powered(rel, rel.mean().clamp_min(1e-300))
 
 
 @dataclass
-class RelativeRates:
+class RelativeRates(_PoweredRates):
     """``r_i = (s_i / mean s)^alpha`` with ``s_i = L_i / |g_i|`` over the tasks with a
     nonzero gradient (see module doc, 1). With ``alpha = 1`` and a direction that meets
     its rates exactly, every task's loss falls by the same fraction per unit step:
@@ -169,13 +179,6 @@ class RelativeRates:
     direction. Clipped to ``[1/rmax, rmax]``; ``alpha = 0`` is :class:`EqualRates`."""
 
     alpha: float = 1.0
-    rmax: float = 10.0
-
-    def __post_init__(self):
-        if not self.alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
-        if not self.rmax >= 1:
-            raise ValueError(f"rmax must be >= 1, got {self.rmax}")
 
     def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
         K = norms.numel()
@@ -192,8 +195,7 @@ class RelativeRates:
         mean = s[active].mean()
         if not mean > 0:            # every active loss is zero: nothing to balance
             return torch.ones(K, dtype=torch.float64)
-        r = (s / mean).clamp_min(1e-300) ** self.alpha
-        return r.clamp(1.0 / self.rmax, self.rmax)
+        return self._powered(s, mean)
 
 
 RATES = {"loss_ratio": LossRatioRates, "relative": RelativeRates}
