@@ -80,6 +80,27 @@ def test_relative_rates_equalise_the_fractional_decrease_of_every_loss():
         HRGrad(rates="inverse")
 
 
+def test_gain_rates_with_the_mean_direction_follow_the_gradient_of_the_summed_log_losses():
+    """``rates: gain`` (alpha 1, no clip) with ``direction: mean`` on gradients that do
+    not conflict: the update is along ``sum_i g_i / L_i`` (the gradient of ``sum_i log
+    L_i``); with conflict it still descends for every task; zero loss or zero gradient:
+    left out (rate 1)."""
+    from sciml.mtl import GainRates
+
+    G = torch.randn(4, 300, dtype=torch.float64).abs() * torch.tensor([[1.0], [5.0], [0.2], [2.0]], dtype=torch.float64)
+    L = torch.tensor([3.0, 0.5, 0.01, 1.0], dtype=G.dtype)
+    u = HRGrad(rates=GainRates(rmax=1e6), direction="mean")(G, L)
+    target = (G / L[:, None]).sum(0)
+    assert torch.allclose(u / u.norm(), target / target.norm(), atol=1e-12)
+    Gc = conflicting(4, 300) * torch.tensor([[1.0], [5.0], [0.2], [2.0]], dtype=torch.float64)
+    assert torch.all(Gc @ HRGrad(rates="gain", direction="mean")(Gc, L) > 0)
+    r = GainRates(rmax=1e6)(torch.tensor([2.0, 1.0, 0.0, 4.0]), torch.tensor([2.0, 0.0, 1.0, 2.0]), {})
+    s = torch.tensor([1.0, 0.5], dtype=torch.float64)                # |g| / L of the two active tasks
+    assert torch.allclose(r[[0, 3]], s / s.mean()) and torch.allclose(r[[1, 2]], torch.full((2,), 1 / s.mean().item(), dtype=torch.float64))
+    assert HRGrad(rates="gain").rates == GainRates(alpha=1.0)
+    assert HRGrad(rates="gain", alpha=0.5).options()["rates"] == "gain"
+
+
 def test_magnitude_shrinks_with_conflict_only():
     G = conflicting(4, 300)
     full = HRGrad(rates=EqualRates(), magnitude=ProjectionSum())(G)

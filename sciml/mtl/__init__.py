@@ -12,7 +12,7 @@ import inspect
 
 from .base import Aggregator, Mean, Sum, check_matrix, cosines, diagnostics
 from .hrgrad import (ConflictScaled, EqualRates, HRGrad, LossRatioRates, MaxMinDirection, MinNormDirection,
-                     ProjectionSum, ProportionalDirection, RelativeRates, UnitLength, min_norm_weights,
+                     ProjectionSum, ProportionalDirection, RelativeRates, GainRates, UnitLength, min_norm_weights,
                      proportional_weights)
 from .backward import TaskBackward, task_of
 from .library import BASELINES, TorchJD
@@ -55,6 +55,6 @@ def weighting(name: str, **options) -> Weighting:
 
 
 __all__ = ["AGGREGATORS", "Aggregator", "ConflictScaled", "DWA", "EqualRates", "FAMO", "GradNorm", "HRGrad",
-           "LossRatioRates", "MaxMinDirection", "Mean", "MinNormDirection", "ProjectionSum", "ProportionalDirection", "RelativeRates", "Sum", "TaskBackward", "TorchJD", "UnitLength",
+           "LossRatioRates", "MaxMinDirection", "Mean", "MinNormDirection", "ProjectionSum", "ProportionalDirection", "RelativeRates", "GainRates", "Sum", "TaskBackward", "TorchJD", "UnitLength",
            "Uncertainty", "WEIGHTINGS", "Weighting", "aggregator", "check_matrix", "cosines", "diagnostics",
            "min_norm_weights", "proportional_weights", "task_of", "weighting"]

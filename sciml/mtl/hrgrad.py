@@ -32,6 +32,11 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
      task's loss fall by the same *fraction* per step (``g_i . d / L_i`` equal), the
      rate of the logarithm of the losses, read as "optimisation rates kept
      consistent" in relative terms instead of against each task's first loss.
+   * :class:`GainRates` (``rates: gain``, default ``alpha = 1``): ``r_i = (s_i / mean
+     s)^alpha`` with ``s_i = |g_i| / L_i``, the inverse score: the tasks whose loss a
+     step lowers by the largest fraction get the largest rate. With the ``mean``
+     direction this is the direction of ``sum_i g_i / L_i``, uncertainty weighting's
+     limit (Kendall et al., CVPR 2018), with the guarantee that no task loses.
 
 2. **Direction**. ``direction="equal"`` (:class:`MinNormDirection`): the minimum-norm ``d`` with ``U d = r``:
    ``d = U^T (U U^T)^{-1} r``, computed in the ``K``-space
@@ -198,7 +203,37 @@ class RelativeRates(_PoweredRates):
         return self._powered(s, mean)
 
 
-RATES = {"loss_ratio": LossRatioRates, "relative": RelativeRates}
+@dataclass
+class GainRates(_PoweredRates):
+    """``r_i = (s_i / mean s)^alpha`` with ``s_i = |g_i| / L_i``: the relative decrease of
+    task ``i``'s loss per unit step along its own gradient (``-d log L_i`` along
+    ``u_i``), over the tasks with a nonzero loss and gradient (see module doc, 1). The
+    inverse of :class:`RelativeRates`' score: the tasks whose loss a step lowers by the
+    largest fraction get the largest rate. With the ``mean`` direction (``d`` along
+    ``sum_i r_i u_i``) and ``alpha = 1`` the direction is that of ``sum_i g_i / L_i``,
+    the gradient of ``sum_i log L_i``: uncertainty weighting's limit (Kendall et al.,
+    CVPR 2018, whose weights tend to ``1 / L_i``) taken at every step instead of
+    learned, with the mean direction's guard that no task loses. Clipped to
+    ``[1/rmax, rmax]``; ``alpha = 0`` is :class:`EqualRates`."""
+
+    alpha: float = 1.0
+
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
+        K = norms.numel()
+        if losses is None or self.alpha == 0:
+            return torch.ones(K, dtype=torch.float64)
+        L = losses.detach().double().cpu()
+        nu = norms.detach().double().cpu()
+        if L.shape != nu.shape:
+            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
+        active = (nu > 0) & (L > 0)
+        if not active.any():
+            return torch.ones(K, dtype=torch.float64)
+        s = torch.where(active, nu / L.where(active, torch.ones_like(L)), torch.ones_like(nu))
+        return self._powered(s, s[active].mean())
+
+
+RATES = {"loss_ratio": LossRatioRates, "relative": RelativeRates, "gain": GainRates}
 
 
 # ---- direction ---------------------------------------------------------------------------------
@@ -468,8 +503,8 @@ class ConflictScaled:
 
 class HRGrad(Aggregator):
     """Harmonised rotational gradient (see module doc). Parts by keyword:
-    ``rates`` (:class:`LossRatioRates` / :class:`RelativeRates` / :class:`EqualRates`, or a
-    name: ``"loss_ratio"``, ``"relative"``; any callable ``(losses, norms, state) -> r``), ``direction``
+    ``rates`` (:class:`LossRatioRates` / :class:`RelativeRates` / :class:`GainRates` /
+    :class:`EqualRates`, or a name: ``"loss_ratio"``, ``"relative"``, ``"gain"``; any callable ``(losses, norms, state) -> r``), ``direction``
     (:class:`ProportionalDirection` by default, or a name: ``"proportional"`` = it,
     ``"maxmin"`` = :class:`MaxMinDirection`, ``"equal"`` = :class:`MinNormDirection`,
     ``"mean"`` = :class:`MeanDirection`; any callable ``(U, r, gram) -> unit d``, ``gram = U U^T``),
