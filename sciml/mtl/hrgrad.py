@@ -174,7 +174,34 @@ class LossRatioRates(_PoweredRates):
 
 
 @dataclass
-class RelativeRates(_PoweredRates):
+class _NormScoredRates(_PoweredRates):
+    """Powered rates whose score ``s_i`` comes from the task's loss and gradient norm
+    (:meth:`_score`: the scores and which tasks take part); the others get the rate of
+    the mean score."""
+
+    def _score(self, L: torch.Tensor, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
+        K = norms.numel()
+        if losses is None or self.alpha == 0:
+            return torch.ones(K, dtype=torch.float64)
+        L = losses.detach().double().cpu()
+        nu = norms.detach().double().cpu()
+        if L.shape != nu.shape:
+            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
+        s, active = self._score(L, nu)
+        if not active.any():
+            return torch.ones(K, dtype=torch.float64)
+        s = torch.where(active, s, torch.ones_like(s))
+        mean = s[active].mean()
+        if not mean > 0:            # every active score is zero: nothing to balance
+            return torch.ones(K, dtype=torch.float64)
+        return self._powered(s, mean)
+
+
+@dataclass
+class RelativeRates(_NormScoredRates):
     """``r_i = (s_i / mean s)^alpha`` with ``s_i = L_i / |g_i|`` over the tasks with a
     nonzero gradient (see module doc, 1). With ``alpha = 1`` and a direction that meets
     its rates exactly, every task's loss falls by the same fraction per unit step:
@@ -185,26 +212,13 @@ class RelativeRates(_PoweredRates):
 
     alpha: float = 1.0
 
-    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
-        K = norms.numel()
-        if losses is None or self.alpha == 0:
-            return torch.ones(K, dtype=torch.float64)
-        L = losses.detach().double().cpu()
-        nu = norms.detach().double().cpu()
-        if L.shape != nu.shape:
-            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
+    def _score(self, L, nu):
         active = nu > 0
-        if not active.any():
-            return torch.ones(K, dtype=torch.float64)
-        s = torch.where(active, L.clamp_min(0) / nu.where(active, torch.ones_like(nu)), torch.ones_like(nu))
-        mean = s[active].mean()
-        if not mean > 0:            # every active loss is zero: nothing to balance
-            return torch.ones(K, dtype=torch.float64)
-        return self._powered(s, mean)
+        return L.clamp_min(0) / nu.where(active, torch.ones_like(nu)), active
 
 
 @dataclass
-class GainRates(_PoweredRates):
+class GainRates(_NormScoredRates):
     """``r_i = (s_i / mean s)^alpha`` with ``s_i = |g_i| / L_i``: the relative decrease of
     task ``i``'s loss per unit step along its own gradient (``-d log L_i`` along
     ``u_i``), over the tasks with a nonzero loss and gradient (see module doc, 1). The
@@ -218,19 +232,9 @@ class GainRates(_PoweredRates):
 
     alpha: float = 1.0
 
-    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
-        K = norms.numel()
-        if losses is None or self.alpha == 0:
-            return torch.ones(K, dtype=torch.float64)
-        L = losses.detach().double().cpu()
-        nu = norms.detach().double().cpu()
-        if L.shape != nu.shape:
-            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
+    def _score(self, L, nu):
         active = (nu > 0) & (L > 0)
-        if not active.any():
-            return torch.ones(K, dtype=torch.float64)
-        s = torch.where(active, nu / L.where(active, torch.ones_like(L)), torch.ones_like(nu))
-        return self._powered(s, s[active].mean())
+        return nu / L.where(active, torch.ones_like(L)), active
 
 
 RATES = {"loss_ratio": LossRatioRates, "relative": RelativeRates, "gain": GainRates}
