@@ -158,6 +158,26 @@ class _PoweredRates:
     def _powered(self, s: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         return ((s / mean).clamp_min(1e-300) ** self.alpha).clamp(1.0 / self.rmax, self.rmax)
 
+    def _from_norms(self, losses: torch.Tensor | None, norms: torch.Tensor, score) -> torch.Tensor:
+        """Powered rates from a score of the losses and gradient norms: ``score(L, nu)``
+        gives the scores and which tasks take part; the others get the rate of the
+        mean score (the relative and gain rates)."""
+        K = norms.numel()
+        if losses is None or self.alpha == 0:
+            return torch.ones(K, dtype=torch.float64)
+        L = losses.detach().double().cpu()
+        nu = norms.detach().double().cpu()
+        if L.shape != nu.shape:
+            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
+        s, active = score(L, nu)
+        if not active.any():
+            return torch.ones(K, dtype=torch.float64)
+        s = torch.where(active, s, torch.ones_like(s))
+        mean = s[active].mean()
+        if not mean > 0:            # every active score is zero: nothing to balance
+            return torch.ones(K, dtype=torch.float64)
+        return self._powered(s, mean)
+
 
 @dataclass
 class LossRatioRates(_PoweredRates):
@@ -180,34 +200,7 @@ class LossRatioRates(_PoweredRates):
 
 
 @dataclass
-class _NormScoredRates(_PoweredRates):
-    """Powered rates whose score ``s_i`` comes from the task's loss and gradient norm
-    (:meth:`_score`: the scores and which tasks take part); the others get the rate of
-    the mean score."""
-
-    def _score(self, L: torch.Tensor, nu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
-        K = norms.numel()
-        if losses is None or self.alpha == 0:
-            return torch.ones(K, dtype=torch.float64)
-        L = losses.detach().double().cpu()
-        nu = norms.detach().double().cpu()
-        if L.shape != nu.shape:
-            raise ValueError(f"HRGrad got {L.numel()} losses for {K} task gradients")
-        s, active = self._score(L, nu)
-        if not active.any():
-            return torch.ones(K, dtype=torch.float64)
-        s = torch.where(active, s, torch.ones_like(s))
-        mean = s[active].mean()
-        if not mean > 0:            # every active score is zero: nothing to balance
-            return torch.ones(K, dtype=torch.float64)
-        return self._powered(s, mean)
-
-
-@dataclass
-class RelativeRates(_NormScoredRates):
+class RelativeRates(_PoweredRates):
     """``r_i = (s_i / mean s)^alpha`` with ``s_i = L_i / |g_i|`` over the tasks with a
     nonzero gradient (see module doc, 1). With ``alpha = 1`` and a direction that meets
     its rates exactly, every task's loss falls by the same fraction per unit step:
@@ -218,13 +211,17 @@ class RelativeRates(_NormScoredRates):
 
     alpha: float = 1.0
 
-    def _score(self, L, nu):
+    @staticmethod
+    def _score(L, nu):
         active = nu > 0
         return L.clamp_min(0) / nu.where(active, torch.ones_like(nu)), active
 
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
+        return self._from_norms(losses, norms, self._score)
+
 
 @dataclass
-class GainRates(_NormScoredRates):
+class GainRates(_PoweredRates):
     """``r_i = (s_i / mean s)^alpha`` with ``s_i = |g_i| / L_i``: the relative decrease of
     task ``i``'s loss per unit step along its own gradient (``-d log L_i`` along
     ``u_i``), over the tasks with a nonzero loss and gradient (see module doc, 1). The
@@ -238,9 +235,13 @@ class GainRates(_NormScoredRates):
 
     alpha: float = 1.0
 
-    def _score(self, L, nu):
+    @staticmethod
+    def _score(L, nu):
         active = (nu > 0) & (L > 0)
         return nu / L.where(active, torch.ones_like(L)), active
+
+    def __call__(self, losses: torch.Tensor | None, norms: torch.Tensor, state: dict) -> torch.Tensor:
+        return self._from_norms(losses, norms, self._score)
 
 
 RATES = {"loss_ratio": LossRatioRates, "relative": RelativeRates, "gain": GainRates}
