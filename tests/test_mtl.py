@@ -607,6 +607,26 @@ def test_proportional_direction_maximises_the_weighted_log_rates(K, n):
     assert torch.equal(ProportionalDirection()(V, one), MinNormDirection()(V, one))
 
 
+def test_proportional_weights_are_the_square_roots_of_the_rates_on_orthogonal_gradients():
+    """On orthonormal unit gradients ``w_i (M w)_i = r_i`` reads ``w_i^2 = r_i``: the
+    proportional direction weights task ``i`` by ``sqrt(r_i)``, so ``rates: gain`` with
+    ``alpha: 2`` puts ``|g_i| / L_i`` on ``u_i``, i.e. the update is along
+    ``sum_i g_i / L_i`` (uncertainty weighting's limit) with no conflict to guard."""
+    from sciml.mtl.hrgrad import proportional_weights
+
+    K, n = 6, 50
+    Q, _ = torch.linalg.qr(torch.randn(n, K, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    U = Q.T                                             # K orthonormal rows
+    r = torch.linspace(0.2, 5.0, K, dtype=torch.float64)
+    assert torch.allclose(proportional_weights(U @ U.T, r), r.sqrt(), rtol=1e-8, atol=0)
+    nu = torch.linspace(1.0, 2.0, K, dtype=torch.float64)
+    losses = torch.linspace(1.5, 1.0, K, dtype=torch.float64)    # (|g_i| / L_i / mean)^2 inside the clip [0.1, 10]
+    G = nu[:, None] * U
+    d = mtl.aggregator("hrgrad", rates="gain", alpha=2)(G, losses).double()
+    target = (G / losses[:, None]).sum(0)
+    assert float(d @ target) / float(d.norm() * target.norm()) == pytest.approx(1.0, abs=1e-10)
+
+
 @pytest.mark.parametrize("direction", ["maxmin", "proportional", "mean"])
 def test_hrgrad_counts_the_steps_whose_direction_fell_back(direction):
     """``HRGrad.stats()["direction_fallbacks"]`` counts the steps at which no direction
