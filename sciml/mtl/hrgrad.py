@@ -42,10 +42,10 @@ Notation: ``G`` the ``K x n`` task gradients, ``nu_i = |g_i|``, ``u_i = g_i / nu
    rates", "Gain rates"; linear transport on [0, 1], mid sizes on a CPU): ``relative``
    was worse in both seeds run, ``gain`` over five seeds level at the end (lower in 2
    of 5) and worse over the last 20 % of training, ``gain`` with ``direction: mean``
-   worse in both seeds run (its guard acted at half the steps), ``gain`` with ``alpha =
-   2`` (the proportional direction weights orthogonal tasks by ``sqrt(r_i)``, so this
-   puts uncertainty weighting's ``|g_i| / L_i`` on ``u_i``) the highest mean of seven rules over
-   the two seeds run.
+   worse in both seeds run (its guard acted at half the steps), ``gain`` with
+   ``alpha = 2`` (the proportional direction weights orthogonal tasks by
+   ``sqrt(r_i)``, so this puts uncertainty weighting's ``|g_i| / L_i`` on ``u_i``)
+   the highest mean of seven rules over the two seeds run.
 
 2. **Direction**. ``direction="equal"`` (:class:`MinNormDirection`): the minimum-norm ``d`` with ``U d = r``:
    ``d = U^T (U U^T)^{-1} r``, computed in the ``K``-space
